@@ -1,0 +1,41 @@
+# Two commands matter: `make serve` and `make test`. Each creates .venv if missing and installs into it.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PORT ?= 3000
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install test test-fast lint serve data contact-sheet clean
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml scripts/install-system-data.sh | $(PY)
+	bash scripts/install-system-data.sh
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install sslzoo with its dev tools and the Debian data packages
+
+test: install  ## install, then run the whole test suite
+	$(PY) -m pytest -q
+
+test-fast: install  ## the suite without tests marked slow
+	$(PY) -m pytest -q -m "not slow"
+
+lint: install  ## ruff (with docstring rules), mypy on zoo/, import-linter layers, deptry
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy zoo
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/deptry .
+
+serve: install  ## install, then serve the default model on port $(PORT)
+	$(PY) -m service.default_model
+	$(VENV)/bin/bentoml serve . --port $(PORT)
+
+contact-sheet: install  ## regenerate docs/datasets.png
+	$(PY) -m zoo.data.contact_sheet docs/datasets.png
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

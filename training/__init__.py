@@ -1,0 +1,1 @@
+"""Self-supervised and image–text training: methods from parts, a trainer, and evaluation."""

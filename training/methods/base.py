@@ -1,0 +1,27 @@
+"""The contract every training method meets, so the trainer never branches on method names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+
+
+class Method(nn.Module):
+    """A trainable method around a backbone from ``zoo``.
+
+    Subclasses implement :meth:`training_step` (returning a dict holding ``"loss"`` plus anything worth
+    logging), :meth:`on_step_end` for EMA teachers, centres and schedules, and :meth:`encoder`, which
+    returns the part that goes to the registry (heads, predictors, decoders and teachers dropped).
+    """
+
+    def training_step(self, batch: Any) -> dict[str, Tensor]:
+        """One step's losses; ``"loss"`` is back-propagated."""
+        raise NotImplementedError
+
+    def on_step_end(self, step: int, total_steps: int) -> None:
+        """Called after each optimiser step (momentum updates, temperature warm-up)."""
+
+    def encoder(self) -> nn.Module:
+        """The encoder to save: an ``ImageEncoder`` (or a ``ClipModel`` for CLIP)."""
+        raise NotImplementedError

@@ -1,0 +1,144 @@
+"""The user-facing functions: ``save``, ``load``, ``list``, ``info``, ``delete``, ``alias``.
+
+Backends (``torch`` here, ``onnx`` from the export package) are found through the ``sslzoo.backends``
+entry-point group, so ``zoo`` imports none of the packages built on it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from zoo.card import render_card
+from zoo.config import EncoderConfig
+from zoo.errors import RefError, UnknownNameError, UnsafeWeightsError
+from zoo.registry import CARD, CONFIG, Entry, Registry
+from zoo.refs import parse_ref
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+Backend = Callable[..., Any]
+
+
+def _pickle_refusal(path: Path) -> UnsafeWeightsError:
+    return UnsafeWeightsError(
+        f"{path} is a pickle-format checkpoint; sslzoo loads safetensors only, because unpickling runs "
+        "arbitrary code. Convert it once where you trust it: "
+        "safetensors.torch.save_file(torch.load(path, weights_only=True), 'model.safetensors')"
+    )
+
+
+def locate(ref: str | Path, registry: Registry | None = None) -> Entry:
+    """The entry a reference names: a registry version, a folder, or a Hub repo pulled to the cache."""
+    parsed = parse_ref(ref)
+    if parsed.kind == "name":
+        return (registry or Registry()).resolve(parsed)
+    if parsed.kind == "hub":
+        try:
+            from zoo import hub  # noqa: PLC0415 (huggingface_hub downloads only when asked)
+        except ImportError:
+            raise RefError(f"{parsed}: Hub support is not available in this installation") from None
+        return hub.pull(str(parsed), registry=registry)
+    path = Path(parsed.target).expanduser()
+    if path.suffix in PICKLE_SUFFIXES:
+        raise _pickle_refusal(path)
+    if not path.exists():
+        raise RefError(f"no such folder: {path}")
+    if path.is_file():
+        raise RefError(f"{path} is a file; give the entry's folder (with config.json and model.safetensors)")
+    if not (path / "model.safetensors").is_file():
+        pickles = [p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES]
+        if pickles:
+            raise _pickle_refusal(pickles[0])
+        raise RefError(f"{path} has no model.safetensors: not a model folder")
+    return Entry(path.name, None, path.resolve())
+
+
+def backends() -> dict[str, Backend]:
+    """Installed backends by name: ``torch`` always, others through entry points."""
+    found: dict[str, Backend] = {}
+    for point in entry_points(group="sslzoo.backends"):
+        found[point.name] = point  # loaded lazily: importing onnxruntime or torch costs seconds
+    return found
+
+
+def _backend(name: str) -> Backend:
+    if name == "torch":
+        from zoo.torch_backend import load_torch  # noqa: PLC0415 (torch only when asked for)
+
+        return load_torch
+    point = backends().get(name)
+    if point is None:
+        raise UnknownNameError(f"unknown backend {name!r}; installed: {sorted({'torch', *backends()})}")
+    return point.load()  # type: ignore[no-any-return,attr-defined]
+
+
+def load(ref: str | Path, *, backend: str = "torch", verify: bool = True,
+         registry: Registry | None = None, **options: Any) -> Any:
+    """A ready encoder (eval mode) from a name, ``name@version``, folder, or ``hf-hub:`` repo.
+
+    The manifest is checked first, so a modified or truncated file is an error naming that file.
+    The returned model carries ``entry`` and ``embedding_space`` attributes.
+    """
+    entry = locate(ref, registry)
+    manifest = entry.verify() if verify else entry.manifest()
+    model = _backend(backend)(entry.path, entry.read_config(), **options)
+    model.entry = entry
+    model.embedding_space = manifest["embedding_space"]
+    return model
+
+
+def save(model: Any, name: str, *, aliases: tuple[str, ...] = (), extra_files: Mapping[str, bytes] | None = None,
+         figures: Mapping[str, str] | None = None, registry: Registry | None = None) -> Entry:
+    """Save a model as a new immutable version of ``name``.
+
+    Args:
+        model: An ``ImageEncoder`` or ``ClipModel`` (anything with ``config`` and ``tensor_files()``).
+        name: The registry name; saving it again makes the next version.
+        aliases: Aliases to point at the new version.
+        extra_files: More files for the entry (plots, recipes); covered by the manifest.
+        figures: Captions → file names among ``extra_files``, shown in the model card.
+        registry: Defaults to the one under ``$SSLZOO_HOME``.
+    """
+    from zoo.torch_backend import model_files  # noqa: PLC0415
+
+    files = model_files(model)
+    return save_files(name, model.config, {**files, **(extra_files or {})}, figures=figures,
+                      aliases=aliases, registry=registry)
+
+
+def save_files(name: str, config: EncoderConfig, files: Mapping[str, bytes], *, figures: Mapping[str, str] | None = None,
+               aliases: tuple[str, ...] = (), registry: Registry | None = None) -> Entry:
+    """Save prepared files with a config and a rendered model card (used by export and hub too)."""
+    all_files = dict(files)
+    all_files[CONFIG] = json.dumps(config.to_dict(), indent=2, sort_keys=True).encode()
+    all_files[CARD] = render_card(name, config, figures).encode()
+    return (registry or Registry()).save_files(name, all_files, aliases)
+
+
+def list_models(registry: Registry | None = None) -> list[Entry]:
+    """Every version of every model."""
+    return (registry or Registry()).list()
+
+
+def info(ref: str | Path, registry: Registry | None = None) -> dict[str, Any]:
+    """What an entry is: ref, path, aliases, embedding space, config, files."""
+    entry = locate(ref, registry)
+    manifest = entry.manifest()
+    return {
+        "ref": entry.ref, "path": str(entry.path), "aliases": list(entry.aliases), "builtin": entry.builtin,
+        "embedding_space": manifest["embedding_space"], "files": manifest["files"],
+        "config": entry.read_config().to_dict(),
+    }
+
+
+def delete(ref: str, registry: Registry | None = None) -> list[Entry]:
+    """Delete a version (``name@v``) or a whole model (``name``)."""
+    return (registry or Registry()).delete(ref)
+
+
+def alias(ref: str, name: str, registry: Registry | None = None) -> Entry:
+    """Point an alias at a version."""
+    return (registry or Registry()).set_alias(ref, name)

@@ -1,0 +1,97 @@
+"""Model cards: ``README.md`` with YAML front matter from ``huggingface_hub.ModelCardData``.
+
+The front matter is what the Hub indexes (licence, tags, pipeline, model-index metrics); the body is
+what a person reads: method, data, recipe, metrics table, embedding contract and provenance.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from zoo.config import EncoderConfig
+
+
+def metric_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+    """``(metric, value, dataset, split)`` rows; a metric is ``{"value", "dataset", "split"}`` or a number."""
+    rows = []
+    for name, metric in sorted(metrics.items()):
+        if isinstance(metric, Mapping):
+            value = metric.get("value")
+            shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+            rows.append((name, shown, str(metric.get("dataset", "")), str(metric.get("split", ""))))
+        else:
+            rows.append((name, f"{metric:.4g}" if isinstance(metric, float) else str(metric), "", ""))
+    return rows
+
+
+def _eval_results(name: str, config: EncoderConfig) -> list[EvalResult]:
+    results = []
+    for metric, info in sorted(config.metrics.items()):
+        if isinstance(info, Mapping) and isinstance(info.get("value"), (int, float)) and info.get("dataset"):
+            results.append(EvalResult(
+                task_type=str(info.get("task", "image-classification")),
+                dataset_type=str(info["dataset"]), dataset_name=str(info["dataset"]),
+                dataset_split=str(info.get("split", "test")),
+                metric_type=metric, metric_name=metric, metric_value=float(info["value"]),
+            ))
+    return results
+
+
+def card_data(name: str, config: EncoderConfig) -> ModelCardData:
+    """Front matter: licence, tags, datasets, pipeline and model-index metrics."""
+    tags = ["sslzoo", config.method, config.arch, "self-supervised" if config.method != "clip" else "clip"]
+    results = _eval_results(name, config)
+    return ModelCardData(
+        license=config.license or None,
+        library_name="sslzoo",
+        tags=sorted(set(t for t in tags if t and t != "none")),
+        datasets=[config.data] if config.data else None,
+        pipeline_tag="zero-shot-image-classification" if config.is_clip else "image-feature-extraction",
+        model_name=name,
+        eval_results=results or None,
+    )
+
+
+def render_card(name: str, config: EncoderConfig, figures: Mapping[str, str] | None = None) -> str:
+    """The full ``README.md`` text for an entry; ``figures`` maps captions to image files in the entry."""
+    pre = config.preprocess
+    lines = [
+        f"# {name}",
+        "",
+        f"A **{config.method}** image encoder (`{config.arch}`) from sslzoo"
+        + (f", trained on `{config.data}`." if config.data else "."),
+        "",
+        "## Embedding contract",
+        "",
+        "| field | value |",
+        "|---|---|",
+        f"| embedding dim | {config.embed_dim} |",
+        f"| pooling | {config.pooling} |",
+        f"| L2-normalised | {config.normalize} |",
+        f"| metric | {config.metric} |",
+        f"| input size | {tuple(pre.input_size)} |",
+        f"| resize / crop_pct / interpolation | {pre.crop_pct} / {pre.interpolation} |",
+        f"| mean / std | {tuple(pre.mean)} / {tuple(pre.std)} |",
+        "",
+    ]
+    if config.text is not None:
+        lines += ["## Text tower", "", f"`{config.text.arch}` (init: {config.text.init}, "
+                  f"trainable: {config.text.trainable}, licence: {config.text.license or config.license}), "
+                  f"context length {config.text.context_length}, pooling `{config.text.pooling}`.", ""]
+    rows = metric_rows(config.metrics)
+    if rows:
+        lines += ["## Metrics", "", "| metric | value | dataset | split |", "|---|---|---|---|"]
+        lines += [f"| {m} | {v} | {d} | {s} |" for m, v, d, s in rows] + [""]
+    if figures:
+        lines += ["## Figures", ""] + [f"![{caption}]({path})" for caption, path in figures.items()] + [""]
+    if config.recipe:
+        lines += ["## Recipe", "", "```json", json.dumps(config.recipe, indent=2, sort_keys=True), "```", ""]
+    lines += ["## Architecture arguments", "", "```json", json.dumps(config.arch_args, indent=2, sort_keys=True),
+              "```", "", "## Licence and provenance", "",
+              f"Licence: `{config.license}`. Source: {config.source}.", ""]
+    body = "\n".join(lines)
+    return str(ModelCard(f"---\n{card_data(name, config).to_yaml()}\n---\n\n{body}"))

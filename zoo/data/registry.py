@@ -1,0 +1,149 @@
+"""Registries of dataset builders: one decorator per kind, no branching on names.
+
+Two kinds exist. A *dataset* (``shapes``, ``emoji`` ...) is a name whose builder makes it from
+nothing but installed files. A *source* (``folder:``, ``captions:``) is a prefix whose builder reads
+the path after it. Each registration records its splits and its options (taken from the builder's
+keyword-only parameters), so bad input fails before any work with a message naming what is valid.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from zoo.data.dataset import ImageDataset
+from zoo.errors import DataError, DatasetNotAvailableError, UnknownNameError
+
+Builder = Callable[..., ImageDataset]
+F = TypeVar("F", bound=Builder)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What the registry knows about one builder.
+
+    Attributes:
+        name: The dataset name, or the source prefix without its colon.
+        builder: ``builder(split, seed=..., **options)``; sources get ``builder(path, split, ...)``.
+        splits: The splits it can build; the first is the natural default.
+        version: Bumped when the builder's output changes, so stale cache files are not reused.
+        check: Raises :class:`DatasetNotAvailableError` when the needed files are not installed.
+        cacheable: Whether results may be cached (not for user data, which changes under us).
+    """
+
+    name: str
+    builder: Builder
+    splits: tuple[str, ...]
+    version: int
+    check: Callable[[], None] | None
+    cacheable: bool
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The builder's options and their defaults (its keyword-only parameters but ``seed``)."""
+        params = inspect.signature(self.builder).parameters.values()
+        return {
+            p.name: p.default
+            for p in params
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "seed"
+        }
+
+    def bind_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """All options with defaults filled in; an unknown option is a :class:`DataError`."""
+        valid = self.options
+        unknown = sorted(set(options) - set(valid))
+        if unknown:
+            raise DataError(f"{self.name}: unknown option(s) {unknown}; valid options: {sorted(valid)}")
+        return {**valid, **options}
+
+    def check_split(self, split: str) -> None:
+        """Raise a :class:`DataError` naming the valid splits if ``split`` is not one of them."""
+        if split not in self.splits:
+            raise DataError(f"{self.name}: unknown split {split!r}; valid splits: {list(self.splits)}")
+
+
+_DATASETS: dict[str, DatasetSpec] = {}
+_SOURCES: dict[str, DatasetSpec] = {}
+
+
+def _register(
+    table: dict[str, DatasetSpec],
+    name: str,
+    splits: tuple[str, ...],
+    version: int,
+    check: Callable[[], None] | None,
+    cacheable: bool,
+) -> Callable[[F], F]:
+    def decorator(builder: F) -> F:
+        if name in table:
+            raise ValueError(f"dataset {name!r} is registered twice")
+        table[name] = DatasetSpec(name, builder, tuple(splits), version, check, cacheable)
+        return builder
+
+    return decorator
+
+
+def register_dataset(
+    name: str,
+    *,
+    splits: tuple[str, ...] = ("train", "test"),
+    version: int = 1,
+    check: Callable[[], None] | None = None,
+) -> Callable[[F], F]:
+    """Register a builder ``fn(split, *, seed, **options) -> ImageDataset`` under ``name``.
+
+    Args:
+        name: The name users pass to :func:`load_dataset`.
+        splits: The splits the builder accepts.
+        version: Part of the cache key; bump it when the builder's output changes.
+        check: Optional function raising :class:`DatasetNotAvailableError` when files are missing.
+    """
+    return _register(_DATASETS, name, splits, version, check, cacheable=True)
+
+
+def register_source(prefix: str, *, splits: tuple[str, ...] = ("all", "train")) -> Callable[[F], F]:
+    """Register a builder ``fn(path, split, *, seed, **options)`` for references ``prefix:PATH``."""
+    return _register(_SOURCES, prefix, splits, 1, None, cacheable=False)
+
+
+def list_datasets() -> list[str]:
+    """Names of the registered datasets (sources such as ``folder:PATH`` are forms, not names)."""
+    return sorted(_DATASETS)
+
+
+def source_forms() -> list[str]:
+    """The ``prefix:PATH`` forms users can pass instead of a name."""
+    return [f"{prefix}:PATH" for prefix in sorted(_SOURCES)]
+
+
+def resolve(name: str) -> tuple[DatasetSpec, Path | None]:
+    """The spec for ``name`` and, for a ``prefix:PATH`` reference, the path.
+
+    Raises:
+        UnknownNameError: Neither a registered name nor a known ``prefix:PATH`` form; the message
+            lists both so the user can pick the right one.
+    """
+    if name in _DATASETS:
+        return _DATASETS[name], None
+    prefix, sep, rest = name.partition(":")
+    if sep and prefix in _SOURCES and rest:
+        return _SOURCES[prefix], Path(rest).expanduser()
+    raise UnknownNameError(
+        f"unknown dataset {name!r}; registered datasets: {', '.join(list_datasets())}; "
+        f"or load your own data with one of: {', '.join(source_forms())}"
+    )
+
+
+def dataset_available(name: str) -> bool:
+    """Whether ``name``'s source files are installed (for ``pytest.mark.skipif`` and the CLI)."""
+    spec, _ = resolve(name)
+    if spec.check is None:
+        return True
+    try:
+        spec.check()
+    except DatasetNotAvailableError:
+        return False
+    return True

@@ -1,0 +1,187 @@
+"""The image encoder: a timm backbone plus an explicit embedding contract.
+
+The backbone is built with ``timm.create_model(arch, **arch_args)`` where ``arch_args`` holds every
+argument (``num_classes``, ``global_pool``, image and patch size, ...), and the saved weights are the
+backbone's own ``state_dict``. So the weights stay timm-compatible: ``timm.create_model(arch,
+pretrained=True, pretrained_cfg_overlay={"file": path}, **arch_args)`` loads them unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import timm
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor, nn
+
+from zoo.architectures import get_preset, is_preset
+from zoo.config import EncoderConfig, PreprocessConfig
+from zoo.errors import ConfigError
+from zoo.preprocess import preprocess_batch, preprocess_uint8
+
+# How each pooling in the contract is asked of timm. ViTs pool with ``global_pool='token'|'avg'``,
+# CNNs with ``global_pool='avg'``.
+_TIMM_POOL = {"cls": "token", "mean": "avg", "avg": "avg"}
+_TRANSFORMER_PREFIXES = ("vit", "deit", "eva")
+EMBED_BATCH = 64
+
+
+def _is_transformer(model: nn.Module) -> bool:
+    return hasattr(model, "patch_embed") and hasattr(model, "blocks")
+
+
+class ImageEncoder(nn.Module):
+    """An image tower whose ``forward`` returns embeddings under its config's contract."""
+
+    def __init__(self, config: EncoderConfig, backbone: nn.Module | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = backbone if backbone is not None else create_timm(config.arch, config.arch_args)
+        width = self.backbone.num_classes or self.backbone.num_features
+        if config.embed_dim != width:
+            raise ConfigError(f"config says embed_dim={config.embed_dim} but {config.arch} gives {width}")
+
+    @property
+    def embed_dim(self) -> int:
+        """Width of the vectors ``forward`` returns."""
+        return self.config.embed_dim
+
+    @property
+    def preprocess_config(self) -> PreprocessConfig:
+        """The preprocessing the weights were trained with."""
+        return self.config.preprocess
+
+    def forward_features(self, pixels: Tensor) -> Tensor:
+        """Unpooled features (tokens for a ViT, a feature map for a CNN), timm's contract."""
+        return self.backbone.forward_features(pixels)
+
+    def forward(self, pixels: Tensor) -> Tensor:
+        """``[B, C, H, W]`` standardised pixels → ``[B, D]`` embeddings, normalised per the contract."""
+        vectors = self.backbone(pixels)
+        return F.normalize(vectors, dim=-1) if self.config.normalize else vectors
+
+    @torch.inference_mode()
+    def embed_array(self, pixels: np.ndarray, batch_size: int = EMBED_BATCH) -> np.ndarray:
+        """Preprocessed float32 ``[N, C, H, W]`` → float32 ``[N, D]``, in batches."""
+        self.eval()
+        out = [self(torch.from_numpy(pixels[i : i + batch_size])) for i in range(0, len(pixels), batch_size)]
+        return torch.cat(out).float().numpy()
+
+    def embed_images(self, images: Sequence[Image.Image], batch_size: int = EMBED_BATCH) -> np.ndarray:
+        """PIL images → float32 ``[N, D]`` with the model's own preprocessing."""
+        chunks = [
+            self.embed_array(preprocess_batch(images[i : i + batch_size], self.config.preprocess))
+            for i in range(0, len(images), batch_size)
+        ]
+        return np.concatenate(chunks)
+
+    def embed_uint8(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """A dataset's uint8 ``[N, H, W, C]`` array → float32 ``[N, D]``."""
+        chunks = [
+            self.embed_array(preprocess_uint8(images[i : i + batch_size], self.config.preprocess))
+            for i in range(0, len(images), batch_size)
+        ]
+        return np.concatenate(chunks)
+
+    def tensor_files(self) -> dict[str, dict[str, Tensor]]:
+        """Weights by file name: the backbone's own timm ``state_dict``."""
+        return {"model.safetensors": {k: v.detach().contiguous() for k, v in self.backbone.state_dict().items()}}
+
+    def load_tensor_files(self, files: dict[str, dict[str, Tensor]]) -> None:
+        """Load weights strictly, naming missing and unexpected keys."""
+        load_strict(self.backbone, files["model.safetensors"], "model.safetensors")
+
+
+def create_timm(arch: str, arch_args: dict[str, Any]) -> nn.Module:
+    """``timm.create_model`` without pretrained weights, its failures turned into a ConfigError."""
+    try:
+        return timm.create_model(arch, pretrained=False, **arch_args)
+    except (RuntimeError, TypeError, ValueError, AssertionError) as exc:
+        raise ConfigError(f"timm cannot build {arch!r} with {arch_args}: {exc}") from exc
+
+
+def load_strict(module: nn.Module, state: dict[str, Tensor], filename: str) -> None:
+    """``load_state_dict(strict=True)`` with an error that names the keys and the file."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ConfigError(
+            f"{filename} does not match the architecture: missing keys {missing[:8]}"
+            f"{'...' if len(missing) > 8 else ''}, unexpected keys {unexpected[:8]}"
+            f"{'...' if len(unexpected) > 8 else ''}"
+        )
+    bad = [k for k, v in state.items() if v.shape != expected[k].shape]
+    if bad:
+        shapes = {k: (tuple(state[k].shape), tuple(expected[k].shape)) for k in bad[:4]}
+        raise ConfigError(f"{filename}: tensor shapes differ from the architecture (file, model): {shapes}")
+    module.load_state_dict(state, strict=True)
+
+
+def default_preprocess(img_size: int, in_chans: int, mean: Sequence[float] | None = None,
+                       std: Sequence[float] | None = None) -> PreprocessConfig:
+    """Preprocessing for an encoder trained from scratch on small images: no crop, 0.5 standardisation."""
+    return PreprocessConfig(
+        input_size=(in_chans, img_size, img_size),
+        interpolation="bicubic",
+        crop_pct=1.0,
+        mean=tuple(mean) if mean is not None else (0.5,) * in_chans,
+        std=tuple(std) if std is not None else (0.5,) * in_chans,
+    )
+
+
+def build_encoder(
+    arch: str,
+    *,
+    img_size: int | None = None,
+    in_chans: int = 3,
+    pooling: str | None = None,
+    embed_dim: int | None = None,
+    normalize: bool = True,
+    preprocess: PreprocessConfig | None = None,
+    method: str = "none",
+    **arch_args: Any,
+) -> ImageEncoder:
+    """Build a randomly initialised encoder from a preset or any timm architecture.
+
+    Args:
+        arch: A preset name (``vit_tiny``, ``resnet_narrow``, ...) or a timm architecture name.
+        img_size: Input resolution; given to ViTs, and recorded in the preprocessing for all.
+        in_chans: 1 for grey images, 3 for colour.
+        pooling: ``cls`` or ``mean`` for ViTs, ``avg`` for CNNs; the preset's choice by default.
+        embed_dim: Adds a linear projection to this width (timm's head); the backbone's width if None.
+        normalize: Whether vectors are L2-normalised (metric ``cosine``) or not (``dot``).
+        preprocess: Overrides the default preprocessing (0.5 mean/std, no crop).
+        method: The training method, recorded in the config.
+        **arch_args: More ``timm.create_model`` arguments (``depth``, ``drop_path_rate``, ...).
+    """
+    preset_args: dict[str, Any] = {}
+    if is_preset(arch):
+        preset = get_preset(arch)
+        arch, preset_args, default_pool = preset.arch, dict(preset.arch_args), preset.pooling
+    else:
+        default_pool = "cls" if arch.startswith(_TRANSFORMER_PREFIXES) else "avg"
+    pooling = pooling or default_pool
+    args = {**preset_args, **arch_args, "in_chans": in_chans, "num_classes": embed_dim or 0}
+    if img_size is not None and (arch.startswith(_TRANSFORMER_PREFIXES) or "img_size" in args):
+        args["img_size"] = img_size
+    args["global_pool"] = _TIMM_POOL.get(pooling, pooling)
+    backbone = create_timm(arch, args)
+    if pooling == "cls" and not _is_transformer(backbone):
+        raise ConfigError(f"pooling 'cls' needs a transformer; {arch} is not one (use 'avg')")
+    size = img_size or int(args.get("img_size", 224))
+    config = EncoderConfig(
+        arch=arch,
+        arch_args=args,
+        embed_dim=backbone.num_classes or backbone.num_features,
+        pooling=pooling,
+        normalize=normalize,
+        metric="cosine" if normalize else "dot",
+        preprocess=preprocess or default_preprocess(size, in_chans),
+        method=method,
+    )
+    return ImageEncoder(config, backbone)

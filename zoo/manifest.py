@@ -1,0 +1,82 @@
+"""``manifest.json``: the sha256 and size of every file in an entry, checked on every load.
+
+The embedding-space id comes from the weights' hashes, so two entries share a space exactly when
+their weights are byte-identical: vectors from different weights can never be mixed by accident.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ManifestError
+
+MANIFEST = "manifest.json"
+WEIGHT_SUFFIXES = (".safetensors",)
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def embedding_space_id(file_hashes: dict[str, str]) -> str:
+    """``es-`` + 16 hex digits over the sorted weight-file hashes (both towers for CLIP)."""
+    weights = sorted((name, sha) for name, sha in file_hashes.items() if name.endswith(WEIGHT_SUFFIXES))
+    if not weights:
+        raise ManifestError("an entry needs at least one .safetensors file to have an embedding space")
+    joined = "".join(f"{name}:{sha};" for name, sha in weights)
+    return "es-" + hashlib.sha256(joined.encode()).hexdigest()[:16]
+
+
+def build_manifest(folder: Path) -> dict[str, Any]:
+    """Hash every regular file under ``folder`` except the manifest itself."""
+    files = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST):
+        files[path.relative_to(folder).as_posix()] = {"sha256": sha256_file(path), "size": path.stat().st_size}
+    hashes = {name: info["sha256"] for name, info in files.items()}
+    return {"format": 1, "files": files, "embedding_space": embedding_space_id(hashes)}
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest as written; a missing or unreadable one is a ManifestError."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise ManifestError(f"{path} is missing: this folder is not a registry entry (save it with zoo.save)")
+    try:
+        manifest = json.loads(path.read_text())
+        files = manifest["files"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ManifestError(f"{path} is not a valid manifest: {exc}") from exc
+    if not isinstance(files, dict):
+        raise ManifestError(f"{path}: 'files' must be an object")
+    return manifest
+
+
+def verify_manifest(folder: Path, *, hash_files: bool = True) -> dict[str, Any]:
+    """Check sizes and sha256 of every listed file; name the first file that differs.
+
+    Files present but not listed are refused too when they are weights, so nothing unverified is
+    ever loaded.
+    """
+    manifest = read_manifest(folder)
+    for name, info in manifest["files"].items():
+        path = folder / name
+        if not path.is_file():
+            raise ManifestError(f"{path} is listed in the manifest but missing")
+        if path.stat().st_size != info["size"]:
+            raise ManifestError(f"{path} has size {path.stat().st_size}, manifest says {info['size']}")
+        if hash_files and sha256_file(path) != info["sha256"]:
+            raise ManifestError(f"{path} does not match its sha256 in {MANIFEST}: the file was modified or corrupted")
+    unlisted = [p.name for p in folder.iterdir() if p.suffix in (*WEIGHT_SUFFIXES, ".onnx")
+                and p.name not in manifest["files"]]
+    if unlisted:
+        raise ManifestError(f"{folder}: weight files not in the manifest: {unlisted}")
+    return manifest
