@@ -95,7 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_data)
     for point in sorted(entry_points(group="sslzoo.commands"), key=lambda p: p.name):
-        point.load()(sub)
+        module = point.value.partition(":")[0]
+        try:
+            add_command = point.load()
+        except ModuleNotFoundError as exc:  # a package of this distribution not built yet
+            if exc.name is None or not module.startswith(exc.name):
+                raise
+            logging.getLogger(__name__).debug("subcommand %s unavailable: %s", point.name, exc)
+            continue
+        add_command(sub)
     return parser
 
 

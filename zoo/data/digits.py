@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from zoo.data.dataset import ImageDataset
 from zoo.data.registry import register_dataset
@@ -32,6 +30,9 @@ def build_digits(split: str, *, seed: int = 0, image_size: int = 16) -> ImageDat
     """Split the digits 1,437 / 360, stratified by class; ``all`` gives all 1,797."""
     if image_size < 8:
         raise DataError(f"digits: image_size must be >= 8, got {image_size}")
+    from sklearn.datasets import load_digits  # imported here: sklearn is slow to import
+    from sklearn.model_selection import train_test_split
+
     bunch = load_digits()
     images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)
     labels = bunch.target.astype(np.int64)

@@ -26,18 +26,14 @@ def _images_under(folder: Path) -> list[Path]:
 
 def _layout(root: Path) -> tuple[list[Path], list[int] | None, list[str] | None, list[Path]]:
     """Files to read, their labels and class names (or ``None``), and loose files being ignored."""
-    classes = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    classes = [d for d in classes if _images_under(d)]
+    dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes = {d.name: found for d in dirs if (found := _images_under(d))}
     loose = sorted(p for p in root.iterdir() if is_image_file(p))
     if not classes:
         return loose, None, None, []
-    files: list[Path] = []
-    labels: list[int] = []
-    for label, class_dir in enumerate(classes):
-        found = _images_under(class_dir)
-        files += found
-        labels += [label] * len(found)
-    return files, labels, [d.name for d in classes], loose
+    files = [f for found in classes.values() for f in found]
+    labels = [label for label, found in enumerate(classes.values()) for _ in found]
+    return files, labels, list(classes), loose
 
 
 @register_source("folder")
@@ -54,7 +50,7 @@ def build_folder(path: Path, split: str, *, seed: int = 0, image_size: int = 64)
         raise DataError(f"folder:{path}: not a directory")
     files, labels, class_names, loose = _layout(path)
     if not files:
-        raise DataError(f"folder:{path}: no image files found (looked for {', '.join(_suffix_hint())})")
+        raise DataError(f"folder:{path}: empty, no image files found (.jpg, .png, .webp ... Pillow can open)")
     unreadable = SkipLog("unreadable image files")
     ignored = SkipLog("loose images beside class folders (move them into a class folder)")
     for p in loose:
@@ -83,6 +79,3 @@ def build_folder(path: Path, split: str, *, seed: int = 0, image_size: int = 64)
         info={**unreadable.as_info("unreadable"), **ignored.as_info("loose")},
     )
 
-
-def _suffix_hint() -> list[str]:
-    return [".jpg", ".png", ".webp", ".bmp", "..."]
