@@ -34,16 +34,25 @@ def _to_mode(image: Image.Image, channels: int) -> Image.Image:
 
 
 def resize_and_crop(image: Image.Image, config: PreprocessConfig) -> Image.Image:
-    """Resize the shorter side to ``size / crop_pct`` then centre-crop to ``size`` (timm's eval)."""
+    """Resize then centre-crop exactly as timm's eval transform does.
+
+    A square input resizes the shorter side to ``size / crop_pct`` (keeping the aspect ratio, the long
+    side truncated as torchvision does); a non-square input resizes to the scaled size itself.
+    """
     _, height, width = config.input_size
     scale_h = math.floor(height / config.crop_pct)
     scale_w = math.floor(width / config.crop_pct)
     src_w, src_h = image.size
-    ratio = max(scale_h / src_h, scale_w / src_w)
-    new_w, new_h = max(width, round(src_w * ratio)), max(height, round(src_h * ratio))
+    if height == width:
+        short, long = min(src_w, src_h), max(src_w, src_h)
+        new_short, new_long = scale_h, int(scale_h * long / short)
+        new_w, new_h = (new_short, new_long) if src_w <= src_h else (new_long, new_short)
+    else:
+        new_w, new_h = scale_w, scale_h
     if (new_w, new_h) != (src_w, src_h):
         image = image.resize((new_w, new_h), _RESAMPLE[config.interpolation])
-    left, top = (new_w - width) // 2, (new_h - height) // 2
+    left = int(round((new_w - width) / 2.0))
+    top = int(round((new_h - height) / 2.0))
     return image.crop((left, top, left + width, top + height))
 
 

@@ -224,6 +224,9 @@ class Registry:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 write_file_durably(target, data)
             write_file_durably(tmp / MANIFEST, json.dumps(build_manifest(tmp), indent=2).encode())
+            for path in tmp.rglob("*"):
+                if path.is_file():
+                    path.chmod(0o444)  # versions are immutable; a stray write fails loudly
             _fsync_dir(tmp)
             version = self._publish(tmp, model_dir)
         except BaseException:

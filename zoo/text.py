@@ -7,6 +7,7 @@ the mean of real tokens), and a linear projection into the joint space.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,7 +19,7 @@ from torch import Tensor, nn
 
 from zoo.config import TextConfig
 from zoo.errors import ConfigError, UnknownNameError
-from zoo.tokenizer import encode_texts
+from zoo.tokenizer import EOT_ID, encode_texts
 
 TextArch = Callable[..., nn.Module]
 _TEXT_ARCHS: dict[str, TextArch] = {}
@@ -34,8 +35,16 @@ def register_text_arch(name: str) -> Callable[[TextArch], TextArch]:
     return wrap
 
 
+#: Modules whose text architectures register themselves on import (imported on first lookup, so
+#: loading an entry never depends on what the caller happened to import).
+_ARCH_MODULES = ("zoo.text_bert",)
+
+
 def create_text_tower(config: TextConfig) -> nn.Module:
     """Build the registered text architecture a config names."""
+    if config.arch not in _TEXT_ARCHS:
+        for module in _ARCH_MODULES:
+            importlib.import_module(module)
     try:
         factory = _TEXT_ARCHS[config.arch]
     except KeyError:
@@ -43,18 +52,29 @@ def create_text_tower(config: TextConfig) -> nn.Module:
     return factory(embed_dim=config.embed_dim, pooling=config.pooling, **config.arch_args)
 
 
+class QuickGELU(nn.Module):
+    """``x · sigmoid(1.702 x)``, the activation of OpenAI's original CLIP weights."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"gelu": nn.GELU, "quick_gelu": QuickGELU}
+
+
 class _Block(nn.Module):
     """Pre-norm transformer block using ``scaled_dot_product_attention`` (exports to ONNX)."""
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0) -> None:
+    def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0, activation: str = "gelu",
+                 norm_eps: float = 1e-5) -> None:
         super().__init__()
         self.heads = heads
-        self.norm1 = nn.LayerNorm(width)
+        self.norm1 = nn.LayerNorm(width, eps=norm_eps)
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
-        self.norm2 = nn.LayerNorm(width)
+        self.norm2 = nn.LayerNorm(width, eps=norm_eps)
         hidden = int(width * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width))
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), ACTIVATIONS[activation](), nn.Linear(hidden, width))
 
     def forward(self, x: Tensor, attn_bias: Tensor) -> Tensor:
         batch, length, width = x.shape
@@ -66,20 +86,29 @@ class _Block(nn.Module):
 
 
 class TextTransformer(nn.Module):
-    """Token ids and attention mask → ``[B, embed_dim]`` text features (unnormalised)."""
+    """Token ids and attention mask → ``[B, embed_dim]`` text features (unnormalised).
+
+    ``mlp_ratio``, ``activation`` (``gelu`` or ``quick_gelu``) and ``norm_eps`` exist so open_clip's
+    text towers map onto this one weight for weight; the defaults are the original small tower's.
+    ``eot`` pooling takes the last real token (the mask's), which is where open_clip's ``argmax`` of the
+    token ids lands too, since ``<end_of_text>`` is both the last token and the highest id.
+    """
 
     def __init__(self, *, embed_dim: int, pooling: str = "eot", vocab_size: int = 4096, context_length: int = 32,
-                 width: int = 256, layers: int = 4, heads: int = 4, causal: bool = True) -> None:
+                 width: int = 256, layers: int = 4, heads: int = 4, causal: bool = True, mlp_ratio: float = 4.0,
+                 activation: str = "gelu", norm_eps: float = 1e-5) -> None:
         super().__init__()
         if pooling not in ("eot", "mean"):
             raise ConfigError(f"text pooling must be 'eot' or 'mean', got {pooling!r}")
         if width % heads:
             raise ConfigError(f"text width {width} is not divisible by {heads} heads")
+        if activation not in ACTIVATIONS:
+            raise ConfigError(f"text activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         self.pooling, self.causal = pooling, causal
         self.token_embedding = nn.Embedding(vocab_size, width)
         self.positional_embedding = nn.Parameter(torch.randn(context_length, width) * 0.01)
-        self.blocks = nn.ModuleList(_Block(width, heads) for _ in range(layers))
-        self.ln_final = nn.LayerNorm(width)
+        self.blocks = nn.ModuleList(_Block(width, heads, mlp_ratio, activation, norm_eps) for _ in range(layers))
+        self.ln_final = nn.LayerNorm(width, eps=norm_eps)
         self.projection = nn.Linear(width, embed_dim, bias=False)
         nn.init.normal_(self.token_embedding.weight, std=0.02)
 
@@ -115,6 +144,38 @@ def _transformer(*, embed_dim: int, pooling: str, **arch_args: Any) -> nn.Module
     return TextTransformer(embed_dim=embed_dim, pooling=pooling, **arch_args)
 
 
+def end_token_id(tokenizer: Tokenizer) -> int | None:
+    """The id the tokenizer's post-processor closes every text with (``[EOT]``, BERT's ``[SEP]``...)."""
+    tokenizer.no_padding()
+    ids = tokenizer.encode("").ids
+    return ids[-1] if ids else None
+
+
+def tokenize_texts(tokenizer: Tokenizer, texts: Sequence[str], context_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Texts → ``(ids, mask)`` int64 ``[B, context_length]`` for any ``tokenizer.json``.
+
+    Our own tokenizers (``[EOT]`` = 2) go through :func:`zoo.tokenizer.encode_texts` unchanged. Loaded
+    tokenizers (MiniLM's WordPiece closes with ``[SEP]``, CLIP's BPE with ``<end_of_text>``) keep their
+    own closing token: a text longer than the context is truncated and still ends with it, as
+    open_clip's and Hugging Face's tokenizers do.
+    """
+    end = end_token_id(tokenizer)
+    if end is None or end == EOT_ID:
+        return encode_texts(tokenizer, texts, context_length)
+    if isinstance(texts, str):
+        raise ConfigError("tokenize_texts takes a list of strings, not one string")
+    tokenizer.enable_truncation(max_length=context_length)
+    ids = np.zeros((len(texts), context_length), dtype=np.int64)
+    mask = np.zeros((len(texts), context_length), dtype=np.int64)
+    for row, encoding in enumerate(tokenizer.encode_batch([str(t) for t in texts])):
+        tokens = encoding.ids[:context_length]
+        if tokens and tokens[-1] != end:
+            tokens[-1] = end
+        ids[row, : len(tokens)] = tokens
+        mask[row, : len(tokens)] = 1
+    return ids, mask
+
+
 class TextEncoder(nn.Module):
     """A text tower with its tokenizer: strings in, L2-normalised vectors out."""
 
@@ -126,7 +187,7 @@ class TextEncoder(nn.Module):
 
     def tokenize(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
         """Texts → ``(ids, mask)`` tensors, truncated to the context length."""
-        ids, mask = encode_texts(self.tokenizer, texts, self.config.context_length)
+        ids, mask = tokenize_texts(self.tokenizer, texts, self.config.context_length)
         return torch.from_numpy(ids), torch.from_numpy(mask)
 
     def forward(self, ids: Tensor, mask: Tensor) -> Tensor:

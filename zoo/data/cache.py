@@ -32,14 +32,24 @@ def sslzoo_home() -> Path:
     return Path(os.environ.get("SSLZOO_HOME") or Path.home() / ".cache" / "sslzoo").expanduser()
 
 
-def cache_path(name: str, split: str, seed: int, version: int, options: dict[str, Any]) -> Path:
+def cache_path(
+    name: str,
+    split: str,
+    seed: int,
+    *,
+    version: int,
+    options: dict[str, Any],
+    stamps: list[Any] | None = None,
+) -> Path:
     """Where the dataset built with these arguments is cached.
 
-    Options are hashed (with the builder and file-format versions) so the file name stays short but a
-    different option value never reuses the wrong file.
+    Options are hashed (with the builder and file-format versions, and ``stamps`` of the source files)
+    so the file name stays short but a different option value or an upgraded source package never
+    reuses the wrong file.
     """
+    key_data = {"options": options, "v": version, "fmt": FORMAT_VERSION, "sources": stamps or []}
     try:
-        key = json.dumps({"options": options, "v": version, "fmt": FORMAT_VERSION}, sort_keys=True)
+        key = json.dumps(key_data, sort_keys=True)
     except TypeError as err:
         raise DataError(f"{name}: options must be JSON values to be cached: {options}") from err
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
@@ -49,16 +59,17 @@ def cache_path(name: str, split: str, seed: int, version: int, options: dict[str
 def save(dataset: ImageDataset, path: Path) -> None:
     """Write ``dataset`` to ``path`` atomically."""
     header = {key: getattr(dataset, key) for key in _HEADER_FIELDS}
-    arrays: dict[str, np.ndarray] = {"images": dataset.images, "header": np.array(json.dumps(header))}
+    arrays: dict[str, Any] = {"images": dataset.images, "header": np.array(json.dumps(header))}
     if dataset.labels is not None:
         arrays["labels"] = dataset.labels
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, allow_pickle=False, **arrays)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a cache is as readable as its folder
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -72,7 +72,7 @@ def _group(path: Path, rows: list[tuple[int, dict[str, Any]]], empty: SkipLog) -
     return grouped
 
 
-@register_source("captions")
+@register_source("captions", placeholder="FILE")
 def build_captions(path: Path, split: str, *, seed: int = 0, image_size: int = 64) -> ImageDataset:
     """Decode each captioned image to ``image_size`` RGB and attach all of its captions.
 
@@ -119,5 +119,9 @@ def build_captions(path: Path, split: str, *, seed: int = 0, image_size: int = 6
         license="unknown (user data)",
         source=f"user captions file {path}",
         meta=meta,
-        info={**empty.as_info("empty_text"), **missing.as_info("missing"), **unreadable.as_info("unreadable")},
+        info={
+            **empty.as_info("empty_text"),
+            **missing.as_info("missing"),
+            **unreadable.as_info("unreadable"),
+        },
     )

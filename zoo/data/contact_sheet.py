@@ -16,11 +16,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from zoo.data import ImageDataset, dataset_available, list_datasets, load_dataset  # noqa: E402
-from zoo.data.registry import resolve  # noqa: E402
+from zoo.data import ImageDataset, dataset_available, list_datasets, load_dataset
+from zoo.data.registry import resolve
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def _title(dataset: ImageDataset, i: int) -> str:
         text = dataset.class_names[int(dataset.labels[i])]
     else:
         text = ""
-    return "\n".join(textwrap.wrap(text, 20)[:3])
+    return "\n".join(textwrap.wrap(text, 22)[:4])
 
 
 def make_contact_sheet(
@@ -45,16 +45,22 @@ def make_contact_sheet(
     """
     chosen = [n for n in (names or list_datasets()) if dataset_available(n)]
     rng = np.random.default_rng(seed)
-    fig, axes = plt.subplots(len(chosen), per_dataset, figsize=(1.6 * per_dataset, 2.2 * len(chosen)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(chosen), per_dataset, figsize=(1.6 * per_dataset, 2.3 * len(chosen)), squeeze=False
+    )
     for row, name in zip(axes, chosen, strict=True):
         spec, _ = resolve(name)
         dataset = load_dataset(name, spec.splits[0], seed=seed)
         picks = np.sort(rng.choice(len(dataset), size=min(per_dataset, len(dataset)), replace=False))
         for ax, i in zip(row, picks, strict=False):
             image = dataset.images[i]
-            ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=255,
-                      interpolation="nearest")
+            ax.imshow(
+                image[..., 0] if image.shape[-1] == 1 else image,
+                cmap="gray",
+                vmin=0,
+                vmax=255,
+                interpolation="nearest",
+            )
             ax.set_title(_title(dataset, int(i)), fontsize=7)
         for ax in row:
             ax.set_xticks([])

@@ -21,8 +21,9 @@ def _upsample(images: np.ndarray, size: int) -> np.ndarray:
     if size % 8 == 0:
         k = size // 8
         return images.repeat(k, axis=1).repeat(k, axis=2)
-    return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.Resampling.NEAREST))
-                     for im in images])
+    return np.stack(
+        [np.asarray(Image.fromarray(im).resize((size, size), Image.Resampling.NEAREST)) for im in images]
+    )
 
 
 @register_dataset("digits", splits=("train", "test", "all"))

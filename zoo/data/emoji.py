@@ -37,20 +37,21 @@ LICENSE = "OFL-1.1 (Noto Color Emoji font); Unicode License (emoji-test.txt)"
 
 def font_path() -> Path:
     """``NotoColorEmoji.ttf`` (``$SSLZOO_EMOJI_FONT_DIR`` first), or :class:`DatasetNotAvailableError`."""
-    return find_file(FONT_FILE, search_dirs("SSLZOO_EMOJI_FONT_DIR", FONT_DIRS), package=FONT_PACKAGE,
-                     suffixes=("",))
+    return find_file(
+        FONT_FILE, search_dirs("SSLZOO_EMOJI_FONT_DIR", FONT_DIRS), package=FONT_PACKAGE, suffixes=("",)
+    )
 
 
 def test_file_path() -> Path:
     """``emoji-test.txt`` (``$SSLZOO_EMOJI_TEST_DIR`` first), or :class:`DatasetNotAvailableError`."""
-    return find_file(TEST_FILE, search_dirs("SSLZOO_EMOJI_TEST_DIR", TEST_DIRS), package=TEST_PACKAGE,
-                     suffixes=("",))
+    return find_file(
+        TEST_FILE, search_dirs("SSLZOO_EMOJI_TEST_DIR", TEST_DIRS), package=TEST_PACKAGE, suffixes=("",)
+    )
 
 
-def check_installed() -> None:
-    """Raise :class:`DatasetNotAvailableError` naming the apt package if the font or file is missing."""
-    font_path()
-    test_file_path()
+def installed_files() -> list[Path]:
+    """The font and ``emoji-test.txt``, or :class:`DatasetNotAvailableError` naming the apt package."""
+    return [font_path(), test_file_path()]
 
 
 class EmojiRenderer:
@@ -64,12 +65,14 @@ class EmojiRenderer:
         layout = ImageFont.Layout.RAQM if self.shaped else ImageFont.Layout.BASIC
         self.font = ImageFont.truetype(str(path), STRIKE_SIZE, layout_engine=layout)
         self.image_size = image_size
-        left, _, right, _ = self.font.getbbox("\U0001f600")  # one glyph's width, for tofu detection
+        left, _, right, _ = (
+            int(v) for v in self.font.getbbox("\U0001f600")
+        )  # one glyph's width, for tofu detection
         self.glyph_width = right - left
 
     def render(self, text: str) -> np.ndarray | None:
         """``uint8 [S, S, 3]``, or ``None`` for a blank drawing or one that fell apart into glyphs."""
-        left, top, right, bottom = self.font.getbbox(text)
+        left, _, right, bottom = (int(v) for v in self.font.getbbox(text))
         if right - left > 1.5 * self.glyph_width or right <= left:
             return None  # not shaped into one glyph: the font lacks this sequence
         canvas = Image.new("RGBA", (right + 4, bottom + 4), (255, 255, 255, 0))
@@ -100,7 +103,7 @@ def _meta(entry: EmojiEntry) -> dict[str, str]:
     }
 
 
-@register_dataset("emoji", splits=("train", "heldout", "all"), check=check_installed)
+@register_dataset("emoji", splits=("train", "heldout", "all"), sources=installed_files)
 def build_emoji(
     split: str, *, seed: int = 0, image_size: int = 64, heldout_fraction: float = 0.17
 ) -> ImageDataset:

@@ -26,9 +26,9 @@ import numpy as np
 from zoo.errors import DataError
 
 _LINE = re.compile(r"^(?P<cps>[0-9A-Fa-f ]+?)\s*;\s*(?P<status>[\w-]+)\s*#\s*\S+\s+E\d+\.\d+\s+(?P<name>.+)$")
+_PERSON_WORDS = ("man", "woman", "person", "men", "women", "people", "boy", "girl", "child")
 GENDER_WORDS = frozenset(
-    ["man", "woman", "person", "men", "women", "people", "boy", "girl", "child"]
-    + ["man’s", "woman’s", "men’s", "women’s", "man's", "woman's", "men's", "women's"]
+    [*_PERSON_WORDS, "man’s", "woman’s", "men’s", "women’s", "man's", "woman's", "men's", "women's"]
 )
 #: Gendered variants that differ inside a word, not by a separate word.
 FAMILY_ALIASES = {
@@ -75,7 +75,9 @@ def _strip_gender(text: str) -> str:
     gendered = [w in GENDER_WORDS for w in words]
     kept = []
     for i, word in enumerate(words):
-        joins_gendered = word == "and" and (i > 0 and gendered[i - 1] or i + 1 < len(words) and gendered[i + 1])
+        before = i > 0 and gendered[i - 1]
+        after = i + 1 < len(words) and gendered[i + 1]
+        joins_gendered = word == "and" and (before or after)
         if not gendered[i] and not joins_gendered:
             kept.append(word)
     return " ".join(kept)
@@ -149,8 +151,11 @@ def heldout_families(entries: Sequence[EmojiEntry], fraction: float, seed: int) 
     return held
 
 
+_NO_ARTICLE = frozenset(["the", "men", "women", "people"])  # already determined, or plural
+
+
 def _article(phrase: str) -> str:
-    if phrase[:1].isupper() or phrase.startswith("the "):
+    if phrase[:1].isupper() or phrase.split(" ", 1)[0] in _NO_ARTICLE:
         return phrase
     return ("an " if phrase[:1] in "aeiou" else "a ") + phrase
 
@@ -178,4 +183,3 @@ def captions_for(entry: EmojiEntry, components: Iterable[str]) -> list[str]:
         f"{_article(group)} emoji: {entry.name}",
         f"{entry.name} ({entry.subgroup})",
     ]
-

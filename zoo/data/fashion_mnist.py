@@ -55,13 +55,12 @@ def _paths(split: str) -> tuple[Path, Path]:
     return find_file(images, dirs, package=PACKAGE), find_file(labels, dirs, package=PACKAGE)
 
 
-def check_installed() -> None:
-    """Raise :class:`DatasetNotAvailableError` (naming paths and the apt command) if files are missing."""
-    for split in _FILES:
-        _paths(split)
+def installed_files() -> list[Path]:
+    """The four IDX files, or :class:`DatasetNotAvailableError` naming the paths and the apt command."""
+    return [path for split in _FILES for path in _paths(split)]
 
 
-@register_dataset("fashion-mnist", splits=("train", "test"), check=check_installed)
+@register_dataset("fashion-mnist", splits=("train", "test"), sources=installed_files, seeded=False)
 def build_fashion_mnist(split: str, *, seed: int = 0) -> ImageDataset:
     """The official split: 60,000 train / 10,000 test. ``seed`` is accepted but changes nothing."""
     image_path, label_path = _paths(split)

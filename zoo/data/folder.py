@@ -78,4 +78,3 @@ def build_folder(path: Path, split: str, *, seed: int = 0, image_size: int = 64)
         meta=[{"path": str(files[i].relative_to(path))} for i in kept],
         info={**unreadable.as_info("unreadable"), **ignored.as_info("loose")},
     )
-

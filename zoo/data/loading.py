@@ -34,13 +34,14 @@ def load_dataset(
     spec, path = resolve(name)
     spec.check_split(split)
     bound = spec.bind_options(options)
-    if spec.check is not None:
-        spec.check()
+    files = spec.sources() if spec.sources is not None else []
     args = (split,) if path is None else (path, split)
     if not (cache and spec.cacheable):
         return spec.builder(*args, seed=seed, **bound)
 
-    file = _cache.cache_path(spec.name, split, seed, spec.version, bound)
+    stamps = [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+    key_seed = seed if spec.seeded else 0
+    file = _cache.cache_path(spec.name, split, key_seed, version=spec.version, options=bound, stamps=stamps)
     cached = _cache.load(file)
     if cached is not None:
         return cached

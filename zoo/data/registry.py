@@ -9,7 +9,7 @@ keyword-only parameters), so bad input fails before any work with a message nami
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,25 +30,29 @@ class DatasetSpec:
         builder: ``builder(split, seed=..., **options)``; sources get ``builder(path, split, ...)``.
         splits: The splits it can build; the first is the natural default.
         version: Bumped when the builder's output changes, so stale cache files are not reused.
-        check: Raises :class:`DatasetNotAvailableError` when the needed files are not installed.
+        sources: Returns the installed files the dataset is made from (their size and mtime join the
+            cache key, so a package upgrade rebuilds it); raises :class:`DatasetNotAvailableError`
+            when they are missing.
         cacheable: Whether results may be cached (not for user data, which changes under us).
+        seeded: Whether ``seed`` changes the output; if not, every seed shares one cache file.
+        placeholder: For a source, what follows the colon in its documented form (``PATH``, ``FILE``).
     """
 
     name: str
     builder: Builder
     splits: tuple[str, ...]
     version: int
-    check: Callable[[], None] | None
+    sources: Callable[[], Sequence[Path]] | None
     cacheable: bool
+    seeded: bool = True
+    placeholder: str = ""
 
     @property
     def options(self) -> dict[str, Any]:
         """The builder's options and their defaults (its keyword-only parameters but ``seed``)."""
         params = inspect.signature(self.builder).parameters.values()
         return {
-            p.name: p.default
-            for p in params
-            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "seed"
+            p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "seed"
         }
 
     def bind_options(self, options: dict[str, Any]) -> dict[str, Any]:
@@ -71,16 +75,21 @@ _SOURCES: dict[str, DatasetSpec] = {}
 
 def _register(
     table: dict[str, DatasetSpec],
+    *,
     name: str,
     splits: tuple[str, ...],
     version: int,
-    check: Callable[[], None] | None,
+    sources: Callable[[], Sequence[Path]] | None,
     cacheable: bool,
+    seeded: bool = True,
+    placeholder: str = "",
 ) -> Callable[[F], F]:
     def decorator(builder: F) -> F:
         if name in table:
             raise ValueError(f"dataset {name!r} is registered twice")
-        table[name] = DatasetSpec(name, builder, tuple(splits), version, check, cacheable)
+        table[name] = DatasetSpec(
+            name, builder, tuple(splits), version, sources, cacheable, seeded, placeholder
+        )
         return builder
 
     return decorator
@@ -91,7 +100,8 @@ def register_dataset(
     *,
     splits: tuple[str, ...] = ("train", "test"),
     version: int = 1,
-    check: Callable[[], None] | None = None,
+    sources: Callable[[], Sequence[Path]] | None = None,
+    seeded: bool = True,
 ) -> Callable[[F], F]:
     """Register a builder ``fn(split, *, seed, **options) -> ImageDataset`` under ``name``.
 
@@ -99,14 +109,34 @@ def register_dataset(
         name: The name users pass to :func:`load_dataset`.
         splits: The splits the builder accepts.
         version: Part of the cache key; bump it when the builder's output changes.
-        check: Optional function raising :class:`DatasetNotAvailableError` when files are missing.
+        sources: Optional function returning the installed files it reads, or raising
+            :class:`DatasetNotAvailableError` when they are missing.
+        seeded: ``False`` for fixed data (an official split), so all seeds share one cache file.
     """
-    return _register(_DATASETS, name, splits, version, check, cacheable=True)
+    return _register(
+        _DATASETS, name=name, splits=splits, version=version, sources=sources, cacheable=True, seeded=seeded
+    )
 
 
-def register_source(prefix: str, *, splits: tuple[str, ...] = ("all", "train")) -> Callable[[F], F]:
-    """Register a builder ``fn(path, split, *, seed, **options)`` for references ``prefix:PATH``."""
-    return _register(_SOURCES, prefix, splits, 1, None, cacheable=False)
+def register_source(
+    prefix: str, *, splits: tuple[str, ...] = ("all", "train"), placeholder: str = "PATH"
+) -> Callable[[F], F]:
+    """Register a builder ``fn(path, split, *, seed, **options)`` for references ``prefix:PATH``.
+
+    Args:
+        prefix: The part before the colon, e.g. ``folder``.
+        splits: The splits it accepts (user data is unsplit, so ``all`` and ``train`` by default).
+        placeholder: How the documented form names the path, e.g. ``FILE`` in ``captions:FILE``.
+    """
+    return _register(
+        _SOURCES,
+        name=prefix,
+        splits=splits,
+        version=1,
+        sources=None,
+        cacheable=False,
+        placeholder=placeholder,
+    )
 
 
 def list_datasets() -> list[str]:
@@ -116,7 +146,7 @@ def list_datasets() -> list[str]:
 
 def source_forms() -> list[str]:
     """The ``prefix:PATH`` forms users can pass instead of a name."""
-    return [f"{prefix}:PATH" for prefix in sorted(_SOURCES)]
+    return [f"{prefix}:{spec.placeholder}" for prefix, spec in sorted(_SOURCES.items())]
 
 
 def resolve(name: str) -> tuple[DatasetSpec, Path | None]:
@@ -140,10 +170,10 @@ def resolve(name: str) -> tuple[DatasetSpec, Path | None]:
 def dataset_available(name: str) -> bool:
     """Whether ``name``'s source files are installed (for ``pytest.mark.skipif`` and the CLI)."""
     spec, _ = resolve(name)
-    if spec.check is None:
+    if spec.sources is None:
         return True
     try:
-        spec.check()
+        spec.sources()
     except DatasetNotAvailableError:
         return False
     return True

@@ -55,17 +55,20 @@ def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> list[t
         corners = {"square": 4, "triangle": 3, "hexagon": 6, "star": 10}[shape]
         offset = {"square": math.pi / 4, "triangle": -math.pi / 2, "star": -math.pi / 2}.get(shape, 0.0)
         pts = [
-            (radii[k % len(radii)] * math.cos(offset + 2 * math.pi * k / corners),
-             radii[k % len(radii)] * math.sin(offset + 2 * math.pi * k / corners))
+            (
+                radii[k % len(radii)] * math.cos(offset + 2 * math.pi * k / corners),
+                radii[k % len(radii)] * math.sin(offset + 2 * math.pi * k / corners),
+            )
             for k in range(corners)
         ]
     cos, sin = math.cos(angle), math.sin(angle)
     return [(cx + x * cos - y * sin, cy + x * sin + y * cos) for x, y in pts]
 
 
-def _mask(shape: str, size: int, cx: float, cy: float, r: float, angle: float) -> np.ndarray:
+def _mask(shape: str, size: int, centre: tuple[float, float], r: float, angle: float) -> np.ndarray:
     """Anti-aliased coverage of the shape in ``[0, 1]``, shape ``[size, size, 1]``."""
     s = _SUPERSAMPLE
+    cx, cy = centre
     canvas = Image.new("L", (size * s, size * s), 0)
     draw = ImageDraw.Draw(canvas)
     if shape == "circle":
@@ -118,7 +121,8 @@ def draw_one(rng: np.random.Generator, size: int) -> tuple[np.ndarray, dict[str,
     (fx, fy), _ = POSITIONS[m["position"]]
     jitter = rng.uniform(-0.04, 0.04, size=2)
     r = SIZES[m["size"]] * rng.uniform(0.9, 1.1) * size
-    alpha = _mask(m["shape"], size, (fx + jitter[0]) * size, (fy + jitter[1]) * size, r, rng.uniform(0, 0.4))
+    centre = ((fx + jitter[0]) * size, (fy + jitter[1]) * size)
+    alpha = _mask(m["shape"], size, centre, r, rng.uniform(0, 0.4))
     colour = np.asarray(COLOURS[m["colour"]], dtype=np.float32) + rng.uniform(-10, 10, size=3)
     image = background * (1 - alpha) + colour * alpha
     return np.clip(image + 0.5, 0, 255).astype(np.uint8), m

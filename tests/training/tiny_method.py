@@ -1,0 +1,120 @@
+"""A tiny SimCLR-like method for trainer tests, and a script that trains it (optionally killing itself).
+
+It meets the Method contract with a real contrastive loss on two noisy, randomly flipped views, plus an
+EMA twin of its head so that checkpoints must carry momentum state for resume to be exact.
+
+Run as a script::
+
+    python tests/training/tiny_method.py RUN_DIR --steps 8 --checkpoint-every 2 [--kill-at 5] [--resume]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from training.methods.base import Method  # noqa: E402
+from zoo.encoders import ImageEncoder, build_encoder  # noqa: E402
+
+
+class TinyContrastive(Method):
+    """Encoder → linear head → NT-Xent between two noisy views; an EMA copy of the head as a 'teacher'."""
+
+    min_batch_size = 4
+    uses_momentum = True
+
+    def __init__(self, encoder: ImageEncoder, temperature: float = 0.5, noise: float = 0.3) -> None:
+        super().__init__()
+        self.backbone = encoder
+        self.head = nn.Linear(encoder.embed_dim, 16)
+        self.teacher_head = copy.deepcopy(self.head).requires_grad_(False)
+        self.temperature, self.noise = temperature, noise
+
+    def _view(self, images: Tensor) -> Tensor:
+        x = images.float() / 127.5 - 1.0
+        flip = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < 0.5
+        x = torch.where(flip, x.flip(-1), x)
+        return x + self.noise * torch.randn_like(x)
+
+    def training_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        h0, h1 = self.backbone(self._view(batch["images"])), self.backbone(self._view(batch["images"]))
+        z = F.normalize(torch.cat([self.head(h0), self.head(h1)]).float(), dim=1)
+        n = h0.shape[0]
+        logits = (z @ z.T / self.temperature).masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device),
+                                                           float("-inf"))
+        target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+        loss = F.cross_entropy(logits, target)
+        with torch.no_grad():
+            agreement = F.cosine_similarity(self.teacher_head(h0.float()), self.head(h0.float())).mean()
+        return {"loss": loss, "teacher_agreement": agreement, "embeddings": h0.detach()}
+
+    @torch.no_grad()
+    def on_step_end(self, step: int, total_steps: int) -> None:
+        m = 0.9 + 0.1 * step / max(total_steps, 1)
+        for t, s in zip(self.teacher_head.parameters(), self.head.parameters(), strict=True):
+            t.mul_(m).add_(s, alpha=1 - m)
+
+    def encoder(self) -> ImageEncoder:
+        return self.backbone
+
+
+def tiny_images(n: int = 64, size: int = 12, seed: int = 0) -> np.ndarray:
+    """Two classes of uint8 grey images: bright left half vs bright right half, plus noise."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 60, size=(n, size, size, 1)).astype(np.uint8)
+    labels = np.arange(n) % 2
+    images[labels == 0, :, : size // 2] += 150
+    images[labels == 1, :, size // 2 :] += 150
+    return images
+
+
+def build_tiny(seed: int = 0, size: int = 12) -> TinyContrastive:
+    """The test method around a very small ResNet (seeded so every process starts from the same weights)."""
+    torch.manual_seed(seed)
+    encoder = build_encoder("resnet18", img_size=size, in_chans=1, channels=(4, 8, 8, 8), stem_width=4)
+    return TinyContrastive(encoder)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from training.config import TrainConfig
+    from training.trainer import Trainer
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--checkpoint-every", type=int, default=2)
+    parser.add_argument("--kill-at", type=int, default=0)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--accum", type=int, default=1)
+    args = parser.parse_args(argv)
+    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, accum_steps=args.accum, lr=3e-3,
+                         warmup_steps=2, log_every=1, checkpoint_every=args.checkpoint_every, progress=False,
+                         keep_checkpoints=10)
+
+    def kill(step: int, row: dict[str, Any]) -> None:
+        if args.kill_at and step == args.kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    trainer = Trainer(build_tiny(), tiny_images(), config, args.run_dir, callbacks=[kill], name="tiny")
+    result = trainer.fit(resume=args.resume)
+    print(f"done {result.steps} steps, loss {result.final_loss:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
