@@ -24,7 +24,7 @@ class SslzooService:
     def models(self) -> list[dict[str, Any]]:
         """Every registry entry with its contract and metrics."""
         out = []
-        for entry in self.registry.list():
+        for entry in self.registry.entries():
             config = entry.read_config()
             out.append({"ref": entry.ref, "aliases": list(entry.aliases), "method": config.method,
                         "arch": config.arch, "embed_dim": config.embed_dim, "metric": config.metric,

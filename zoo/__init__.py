@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from zoo.encoders import ImageEncoder, build_encoder
     from zoo.text import TextEncoder
 
-list = list_models  # noqa: A001 (zoo.list() is the documented name)
+list = list_models
 
 _LAZY = {
     "ImageEncoder": "zoo.encoders", "build_encoder": "zoo.encoders",
@@ -37,7 +37,7 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib  # noqa: PLC0415
+        import importlib
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'zoo' has no attribute {name!r}")

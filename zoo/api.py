@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
 from zoo.card import render_card
 from zoo.config import EncoderConfig
 from zoo.errors import RefError, UnknownNameError, UnsafeWeightsError
-from zoo.registry import CARD, CONFIG, Entry, Registry
 from zoo.refs import parse_ref
+from zoo.registry import CARD, CONFIG, Entry, Registry
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 Backend = Callable[..., Any]
@@ -37,10 +37,10 @@ def locate(ref: str | Path, registry: Registry | None = None) -> Entry:
         return (registry or Registry()).resolve(parsed)
     if parsed.kind == "hub":
         try:
-            from zoo import hub  # noqa: PLC0415 (huggingface_hub downloads only when asked)
+            from zoo import hub
         except ImportError:
             raise RefError(f"{parsed}: Hub support is not available in this installation") from None
-        return hub.pull(str(parsed), registry=registry)
+        return hub.pull(str(parsed), registry=registry)  # type: ignore[attr-defined,no-any-return]
     path = Path(parsed.target).expanduser()
     if path.suffix in PICKLE_SUFFIXES:
         raise _pickle_refusal(path)
@@ -56,9 +56,9 @@ def locate(ref: str | Path, registry: Registry | None = None) -> Entry:
     return Entry(path.name, None, path.resolve())
 
 
-def backends() -> dict[str, Backend]:
-    """Installed backends by name: ``torch`` always, others through entry points."""
-    found: dict[str, Backend] = {}
+def backends() -> dict[str, EntryPoint]:
+    """Backends installed through entry points (``torch`` is built in)."""
+    found: dict[str, EntryPoint] = {}
     for point in entry_points(group="sslzoo.backends"):
         found[point.name] = point  # loaded lazily: importing onnxruntime or torch costs seconds
     return found
@@ -66,13 +66,13 @@ def backends() -> dict[str, Backend]:
 
 def _backend(name: str) -> Backend:
     if name == "torch":
-        from zoo.torch_backend import load_torch  # noqa: PLC0415 (torch only when asked for)
+        from zoo.torch_backend import load_torch
 
         return load_torch
     point = backends().get(name)
     if point is None:
         raise UnknownNameError(f"unknown backend {name!r}; installed: {sorted({'torch', *backends()})}")
-    return point.load()  # type: ignore[no-any-return,attr-defined]
+    return point.load()  # type: ignore[no-any-return]
 
 
 def load(ref: str | Path, *, backend: str = "torch", verify: bool = True,
@@ -102,15 +102,16 @@ def save(model: Any, name: str, *, aliases: tuple[str, ...] = (), extra_files: M
         figures: Captions → file names among ``extra_files``, shown in the model card.
         registry: Defaults to the one under ``$SSLZOO_HOME``.
     """
-    from zoo.torch_backend import model_files  # noqa: PLC0415
+    from zoo.torch_backend import model_files
 
     files = model_files(model)
     return save_files(name, model.config, {**files, **(extra_files or {})}, figures=figures,
                       aliases=aliases, registry=registry)
 
 
-def save_files(name: str, config: EncoderConfig, files: Mapping[str, bytes], *, figures: Mapping[str, str] | None = None,
-               aliases: tuple[str, ...] = (), registry: Registry | None = None) -> Entry:
+def save_files(name: str, config: EncoderConfig, files: Mapping[str, bytes], *,
+               figures: Mapping[str, str] | None = None, aliases: tuple[str, ...] = (),
+               registry: Registry | None = None) -> Entry:
     """Save prepared files with a config and a rendered model card (used by export and hub too)."""
     all_files = dict(files)
     all_files[CONFIG] = json.dumps(config.to_dict(), indent=2, sort_keys=True).encode()
@@ -120,7 +121,7 @@ def save_files(name: str, config: EncoderConfig, files: Mapping[str, bytes], *, 
 
 def list_models(registry: Registry | None = None) -> list[Entry]:
     """Every version of every model."""
-    return (registry or Registry()).list()
+    return (registry or Registry()).entries()
 
 
 def info(ref: str | Path, registry: Registry | None = None) -> dict[str, Any]:

@@ -58,7 +58,7 @@ def _cmd_alias(args: argparse.Namespace) -> int:
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
-    from zoo.data import list_datasets, load_dataset  # noqa: PLC0415
+    from zoo.data import list_datasets, load_dataset
 
     if not args.name:
         print("\n".join(list_datasets()))

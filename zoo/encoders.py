@@ -40,8 +40,8 @@ class ImageEncoder(nn.Module):
     def __init__(self, config: EncoderConfig, backbone: nn.Module | None = None) -> None:
         super().__init__()
         self.config = config
-        self.backbone = backbone if backbone is not None else create_timm(config.arch, config.arch_args)
-        width = self.backbone.num_classes or self.backbone.num_features
+        self.backbone: nn.Module = backbone if backbone is not None else create_timm(config.arch, config.arch_args)
+        width = timm_width(self.backbone)
         if config.embed_dim != width:
             raise ConfigError(f"config says embed_dim={config.embed_dim} but {config.arch} gives {width}")
 
@@ -57,7 +57,8 @@ class ImageEncoder(nn.Module):
 
     def forward_features(self, pixels: Tensor) -> Tensor:
         """Unpooled features (tokens for a ViT, a feature map for a CNN), timm's contract."""
-        return self.backbone.forward_features(pixels)
+        features: Tensor = getattr(self.backbone, "forward_features")(pixels)  # noqa: B009
+        return features
 
     def forward(self, pixels: Tensor) -> Tensor:
         """``[B, C, H, W]`` standardised pixels → ``[B, D]`` embeddings, normalised per the contract."""
@@ -94,6 +95,11 @@ class ImageEncoder(nn.Module):
     def load_tensor_files(self, files: dict[str, dict[str, Tensor]]) -> None:
         """Load weights strictly, naming missing and unexpected keys."""
         load_strict(self.backbone, files["model.safetensors"], "model.safetensors")
+
+
+def timm_width(model: nn.Module) -> int:
+    """Width of a timm model's output: its head's if it has one, else its pooled features'."""
+    return int(getattr(model, "num_classes", 0) or getattr(model, "num_features"))  # noqa: B009
 
 
 def create_timm(arch: str, arch_args: dict[str, Any]) -> nn.Module:
@@ -177,7 +183,7 @@ def build_encoder(
     config = EncoderConfig(
         arch=arch,
         arch_args=args,
-        embed_dim=backbone.num_classes or backbone.num_features,
+        embed_dim=timm_width(backbone),
         pooling=pooling,
         normalize=normalize,
         metric="cosine" if normalize else "dot",

@@ -38,7 +38,7 @@ def embedding_space_id(file_hashes: dict[str, str]) -> str:
 
 def build_manifest(folder: Path) -> dict[str, Any]:
     """Hash every regular file under ``folder`` except the manifest itself."""
-    files = {}
+    files: dict[str, dict[str, Any]] = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST):
         files[path.relative_to(folder).as_posix()] = {"sha256": sha256_file(path), "size": path.stat().st_size}
     hashes = {name: info["sha256"] for name, info in files.items()}

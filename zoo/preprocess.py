@@ -51,8 +51,8 @@ def resize_and_crop(image: Image.Image, config: PreprocessConfig) -> Image.Image
         new_w, new_h = scale_w, scale_h
     if (new_w, new_h) != (src_w, src_h):
         image = image.resize((new_w, new_h), _RESAMPLE[config.interpolation])
-    left = int(round((new_w - width) / 2.0))
-    top = int(round((new_h - height) / 2.0))
+    left = round((new_w - width) / 2.0)
+    top = round((new_h - height) / 2.0)
     return image.crop((left, top, left + width, top + height))
 
 

@@ -166,7 +166,7 @@ def convert_efficientnet_lite0(target: Path | None = None) -> Path:
     This is the only ``torch.load`` in sslzoo, with ``weights_only=True`` (no code runs while
     unpickling). The file is written atomically and records the pickle's sha256.
     """
-    from timm import create_model  # noqa: PLC0415
+    from timm import create_model
 
     source = package_dir(LITE0_MODULE, LITE0_PACKAGE) / LITE0_PICKLE
     if not source.is_file():
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     path = sslzoo_home() / "pretrained" / LITE0_FILE
     if args.force or not path.is_file():
         path = convert_efficientnet_lite0(path)
-    print(path)  # noqa: T201 (a command's answer)
+    print(path)
 
 
 if __name__ == "__main__":

@@ -184,7 +184,7 @@ class Registry:
                 names.update(p.name for p in models.iterdir() if p.is_dir() and NAME_RE.match(p.name))
         return sorted(names)
 
-    def list(self) -> list[Entry]:
+    def entries(self) -> list[Entry]:
         """Every version of every model, in name then version order."""
         entries = []
         for name in self.names():

@@ -33,7 +33,7 @@ class _DenseNorm(nn.Module):
     def __init__(self, fan_in: int, width: int, eps: float) -> None:
         super().__init__()
         self.dense = nn.Linear(fan_in, width)
-        self.LayerNorm = nn.LayerNorm(width, eps=eps)  # noqa: N815 (Hugging Face's key name)
+        self.LayerNorm = nn.LayerNorm(width, eps=eps)
 
 
 class _Attention(nn.Module):
@@ -80,7 +80,7 @@ class _Embeddings(nn.Module):
         self.word_embeddings = nn.Embedding(vocab_size, width)
         self.position_embeddings = nn.Embedding(max_positions, width)
         self.token_type_embeddings = nn.Embedding(type_vocab_size, width)
-        self.LayerNorm = nn.LayerNorm(width, eps=eps)  # noqa: N815 (Hugging Face's key name)
+        self.LayerNorm = nn.LayerNorm(width, eps=eps)
 
     def forward(self, ids: Tensor) -> Tensor:
         positions = torch.arange(ids.shape[1], device=ids.device)

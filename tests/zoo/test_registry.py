@@ -140,7 +140,7 @@ def test_folder_without_manifest_is_refused(encoder, tmp_path: Path):
     copy.mkdir()
     for name in ("model.safetensors", "config.json"):
         (copy / name).write_bytes((entry.path / name).read_bytes())
-    with pytest.raises(ManifestError, match="manifest.json is missing"):
+    with pytest.raises(ManifestError, match=r"manifest\.json is missing"):
         zoo.load(str(copy))
 
 
