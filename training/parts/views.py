@@ -51,7 +51,7 @@ class ViewConfig:
         grayscale_p: Probability of converting to grey (colour images only).
         blur_p: Probability of a Gaussian blur.
         blur_sigma: Blur σ range in output pixels.
-        solarize_p: Probability of solarising (inverting pixels ≥ 0.5).
+        solarize_p: Probability of solarising (inverting pixels ≥ 128 of 255).
     """
 
     size: tuple[int, int]
@@ -271,33 +271,37 @@ class BatchViews:
         return [v for v in out if v is not None]
 
     def _augment(self, source: Tensor, p: _Params, size: tuple[int, int], n_views: int) -> Tensor:
+        # Pixels stay in [0, 255] until the end, where one multiply-add divides by 255 and standardises.
         batch = source.shape[0]
         device = source.device
         index = torch.arange(batch, dtype=torch.float32).repeat(n_views)[:, None]
         boxes = torch.cat([index, p.cat("boxes")], dim=1).to(device)
         x = roi_align(source, boxes, output_size=size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
-        x = x.mul_(1.0 / 255.0)
-        x = torch.where(_per_sample(p.cat("flip"), x).bool(), x.flip(-1), x)
+        flip = p.cat("flip").to(device)
+        if bool(flip.any()):
+            x[flip] = x[flip].flip(-1)
         x = self._jitter(x, p)
         sigma = p.cat("sigma")
         if bool((sigma > 0).any()):
             x = _blur(x, sigma)
         solarize = _per_sample(p.cat("solarize"), x).bool()
-        x = torch.where(solarize & (x >= 0.5), 1.0 - x, x)
-        x = (x - self.mean.to(device)) / self.std.to(device)
+        if bool(solarize.any()):
+            x = torch.where(solarize & (x >= 128.0), 255.0 - x, x)
+        scale = (1.0 / (255.0 * self.std)).to(device)
+        x = torch.addcmul((-self.mean / self.std).to(device), x, scale)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     @staticmethod
     def _jitter(x: Tensor, p: _Params) -> Tensor:
-        x = (x * _per_sample(p.cat("brightness"), x)).clamp_(0.0, 1.0)
+        x = (x * _per_sample(p.cat("brightness"), x)).clamp_(0.0, 255.0)
         mean = _grey(x).mean(dim=(1, 2, 3), keepdim=True)
-        x = ((x - mean) * _per_sample(p.cat("contrast"), x) + mean).clamp_(0.0, 1.0)
+        x = ((x - mean) * _per_sample(p.cat("contrast"), x) + mean).clamp_(0.0, 255.0)
         if x.shape[1] == 3:
             grey = _grey(x)
-            x = ((x - grey) * _per_sample(p.cat("saturation"), x) + grey).clamp_(0.0, 1.0)
+            x = ((x - grey) * _per_sample(p.cat("saturation"), x) + grey).clamp_(0.0, 255.0)
             hue = p.cat("hue")
             if bool((hue != 0).any()):
-                x = _hue_rotate(x, hue).clamp_(0.0, 1.0)
+                x = _hue_rotate(x, hue).clamp_(0.0, 255.0)
             x = torch.where(_per_sample(p.cat("grey"), x).bool(), _grey(x).expand_as(x), x)
         return x
 
