@@ -1,33 +1,201 @@
-"""BentoML service over the registry (the full API grows in the service issue)."""
+"""The BentoML service: routes wired onto the runtime, the index store and the zero-shot cache.
+
+Nothing here computes: each endpoint hands its arguments to :class:`~service.embedding.Embedder` or
+:class:`~service.indexing.Indexer`, and :func:`~service.errors.json_errors` turns failures into JSON
+4xx answers. POST endpoints are BentoML APIs (so ``bentoml.SyncHTTPClient`` and the OpenAPI page know
+them); the GET endpoints live on a small FastAPI app mounted beside them, because BentoML APIs are
+POST-only. One worker process: the index is the only state, and it lives in this process.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import bentoml
+from fastapi import FastAPI
+from pydantic import Field
+from starlette.responses import Response
 
-import zoo
+from service.errors import json_errors, json_response, openai_errors
+from service.http_guard import RequestGuard
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("sslzoo.service")
+reads = FastAPI(title="sslzoo", docs_url=None, redoc_url=None, openapi_url=None)
+Encoding = Literal["float", "base64"]
+Images = list[str] | None
+Texts = list[str] | None
+Vecs = list[list[float]] | None
 
 
-@bentoml.service(traffic={"timeout": 60})
+@bentoml.service(workers=1, traffic={"timeout": 120})
+@bentoml.asgi_app(reads, path="/")
 class SslzooService:
-    """Lists the registry's models; embedding endpoints are wired onto the runtime here."""
+    """Embeddings, k-NN search and zero-shot classification over the sslzoo registry."""
 
     def __init__(self) -> None:
-        self.registry = zoo.Registry()
-        log.info("sslzoo service over %s", self.registry.home)
+        from service.embedding import Embedder
+        from service.index import LocalIndexStore
+        from service.indexing import Indexer
+        from service.labelsets import LabelSetStore
+        from service.runtime import ModelRuntime
+        from service.settings import Settings
 
-    @bentoml.api(route="/models")
-    def models(self) -> list[dict[str, Any]]:
-        """Every registry entry with its contract and metrics."""
+        logging.getLogger("sslzoo").setLevel(logging.INFO)  # BentoML's handlers print it
+        self.settings = Settings.from_env()
+        self.runtime = ModelRuntime(self.settings)
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.embedder = Embedder(self.runtime, self.settings, LabelSetStore(self.settings.data_dir / "label_sets.json"))
+        self.indexer = Indexer(LocalIndexStore(self.settings.data_dir / "indexes", self.settings.snapshot_every),
+                               self.embedder, self.settings)
+        log.info("sslzoo service: registry %s, data %s, default model %r, backend %s, API key %s",
+                 self.runtime.registry.home, self.settings.data_dir, self.settings.default_model,
+                 self.settings.backend, "required for writes" if self.settings.api_key else "off")
+        self.runtime.preload(None)
+
+    def __is_ready__(self) -> bool:
+        """Ready once the default model is loaded and warmed up."""
+        return self.runtime.is_loaded(None)
+
+    @bentoml.on_shutdown
+    def close(self) -> None:
+        """Snapshot the indexes and stop the batchers."""
+        self.indexer.store.close()
+        self.runtime.close()
+
+    # -- embeddings --------------------------------------------------------------------------------
+    @bentoml.api(route="/embed")
+    @json_errors
+    async def embed(self, images: list[str], model: str | None = None, encoding_format: Encoding = "float"
+                    ) -> dict[str, Any]:
+        """Images (base64 or data: URIs; multipart files) → vectors under the model's embedding contract."""
+        return await self.embedder.embed(model, images, encoding_format)
+
+    @bentoml.api(route="/embed_text")
+    @json_errors
+    async def embed_text(self, texts: list[str], model: str | None = None, encoding_format: Encoding = "float"
+                         ) -> dict[str, Any]:
+        """Texts → vectors in a CLIP model's joint space."""
+        return await self.embedder.embed_text(model, texts, encoding_format)
+
+    @bentoml.api(route="/classify")
+    @json_errors
+    async def classify(self, images: list[str], candidate_labels: list[str] | None = None,
+                       label_set: str | None = None, hypothesis_template: str | None = None,
+                       hypothesis_templates: list[str] | None = None, top_k: int = 5, model: str | None = None
+                       ) -> dict[str, Any]:
+        """Zero-shot labels with probabilities, from candidate labels or a registered label set."""
+        labels = self.embedder.resolve_labels(candidate_labels, label_set, hypothesis_template, hypothesis_templates)
+        return await self.embedder.classify(model, images, labels, top_k)
+
+    @bentoml.api(route="/label_sets")
+    @json_errors
+    async def register_label_set(self, name: str, candidate_labels: list[str],
+                                 hypothesis_templates: list[str] | None = None) -> dict[str, Any]:
+        """Register (or replace) a named label set for ``/classify``."""
+        labels = self.embedder.resolve_labels(candidate_labels, None, None, hypothesis_templates)
+        return self.embedder.register_labels(name, labels)
+
+    @bentoml.api(route="/v1/embeddings")
+    @openai_errors
+    async def openai_embeddings(self, input: str | list[str], model: str | None = None,  # noqa: A002
+                                encoding_format: Encoding = "float", dimensions: int | None = None,
+                                user: str | None = None) -> dict[str, Any]:
+        """OpenAI-compatible embeddings: strings (CLIP text) and data: URIs (images)."""
+        return await self.embedder.openai_embeddings(input, model, encoding_format, dimensions)
+
+    # -- index -------------------------------------------------------------------------------------
+    @bentoml.api(route="/index/add")
+    @json_errors
+    async def index_add(self, ids: list[str], images: Images = None, texts: Texts = None, vectors: Vecs = None,
+                        metadata: list[dict[str, Any]] | None = None, index: str = "default",
+                        model: str | None = None, embedding_space: str | None = None,
+                        kind: Literal["flat", "hnsw"] | None = None) -> dict[str, Any]:
+        """Upsert items by id; the first add creates the index, bound to the vectors' embedding space."""
+        return await self.indexer.add(index, ids, metadata, kind, images=images, texts=texts, vectors=vectors,
+                                      model=model, embedding_space=embedding_space)
+
+    @bentoml.api(route="/index/delete")
+    @json_errors
+    async def index_delete(self, ids: list[str], index: str = "default") -> dict[str, Any]:
+        """Delete items by id."""
+        return await self.indexer.delete(index, ids)
+
+    @bentoml.api(route="/index/drop")
+    @json_errors
+    async def index_drop(self, index: str) -> dict[str, Any]:
+        """Delete a whole index and its data."""
+        return await self.indexer.drop(index)
+
+    @bentoml.api(route="/index/get")
+    @json_errors
+    async def index_get(self, ids: list[str], index: str = "default", include_vectors: bool = False
+                        ) -> dict[str, Any]:
+        """Stored items (metadata, optionally vectors) by id; ``null`` for unknown ids."""
+        return await self.indexer.get(index, ids, include_vectors)
+
+    @bentoml.api(route="/search")
+    @json_errors
+    async def search(self, images: Images = None, texts: Texts = None, vectors: Vecs = None, index: str = "default",
+                     k: int = 10, filter: dict[str, Any] | None = None, model: str | None = None,  # noqa: A002
+                     embedding_space: str | None = None) -> dict[str, Any]:
+        """Nearest items by image, text (CLIP) or vector, optionally among those matching a metadata filter."""
+        return await self.indexer.search(index, k, filter, images=images, texts=texts, vectors=vectors,
+                                         model=model, embedding_space=embedding_space)
+
+    @bentoml.api(route="/knn_classify")
+    @json_errors
+    async def knn_classify(self, images: Images = None, vectors: Vecs = None, index: str = "default", k: int = 20,
+                           label_field: str = "label", temperature: float = Field(0.07, gt=0),
+                           filter: dict[str, Any] | None = None, model: str | None = None,  # noqa: A002
+                           embedding_space: str | None = None) -> dict[str, Any]:
+        """Label images by a similarity-weighted vote of their labelled neighbours."""
+        return await self.indexer.knn_classify(index, k, label_field, temperature, filter, images=images,
+                                               texts=None, vectors=vectors, model=model,
+                                               embedding_space=embedding_space)
+
+    # -- reads (GET) -------------------------------------------------------------------------------
+    @reads.get("/models")
+    async def models(self) -> Response:
+        """Every registry entry with its contract, and which are loaded (with backend and batching)."""
+        return await json_errors(self._models)()
+
+    async def _models(self) -> dict[str, Any]:
+        loaded = self.runtime.loaded()
         out = []
-        for entry in self.registry.entries():
+        for entry in self.runtime.registry.entries():
             config = entry.read_config()
+            live = loaded.get(entry.ref)
             out.append({"ref": entry.ref, "aliases": list(entry.aliases), "method": config.method,
                         "arch": config.arch, "embed_dim": config.embed_dim, "metric": config.metric,
-                        "embedding_space": entry.embedding_space, "clip": config.is_clip,
-                        "metrics": config.metrics})
-        return out
+                        "normalized": config.normalize, "embedding_space": entry.embedding_space,
+                        "clip": config.is_clip, "metrics": config.metrics, "loaded": live is not None,
+                        "backend": live.backend if live else None,
+                        "batching": live.image_batcher.stats.as_dict() if live else None})
+        return {"default": self.settings.default_model, "default_error": self.runtime.default_error,
+                "models": out}
+
+    @reads.get("/index/stats")
+    async def index_stats(self, index: str | None = None) -> Response:
+        """Each index's binding (space, dim, metric, kind), size and sequence number."""
+        return await json_errors(self._index_stats)(index)
+
+    async def _index_stats(self, index: str | None) -> dict[str, Any]:
+        return self.indexer.stats(index)
+
+    @reads.get("/label_sets")
+    async def label_sets(self) -> Response:
+        """Registered label sets."""
+        sets = self.embedder.label_sets.all()
+        return json_response({"label_sets": [{"name": s.name, "labels": list(s.labels),
+                                              "templates": list(s.templates)} for s in sets]})
+
+    @reads.get("/v1/models")
+    async def openai_models(self) -> Response:
+        """The registry in the OpenAI ``/v1/models`` shape."""
+        data = [{"id": e.ref, "object": "model", "owned_by": "sslzoo", "created": 0}
+                for e in self.runtime.registry.entries()]
+        return json_response({"object": "list", "data": data})
+
+
+SslzooService.add_asgi_middleware(RequestGuard)

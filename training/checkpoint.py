@@ -2,7 +2,8 @@
 
 Layout of ``RUN_DIR/checkpoints/step_000120/``::
 
-    model.safetensors      the method's state_dict: backbone, heads, EMA teacher, centres
+    model.safetensors      the method's state_dict: backbone, heads, EMA teacher, centres (a method's
+                           non-tensor ``get_extra_state()``, if any, goes to state.json: keep it JSON-ready)
     optimizer.safetensors  optimiser state tensors (AdamW moments, step counts)
     rng_rank{R}.safetensors / rng_rank{R}.json   each process's torch/CUDA/numpy/python RNG states
     state.json             step, data position, optimiser structure, scaler and trainer state
@@ -123,10 +124,13 @@ def save_checkpoint(run_dir: Path, step: int, method: nn.Module, optimizer: torc
     save_file(rng_tensors, str(tmp / f"rng_rank{rank}.safetensors"))
     _write_json(tmp / f"rng_rank{rank}.json", rng_meta)
     if rank == 0:
-        save_file(_tensors_only(method.state_dict()), str(tmp / "model.safetensors"))
+        model_state = method.state_dict()
+        tensors = {k: v for k, v in model_state.items() if isinstance(v, Tensor)}
+        extra = {k: v for k, v in model_state.items() if not isinstance(v, Tensor)}  # get_extra_state()
+        save_file(_tensors_only(tensors), str(tmp / "model.safetensors"))
         opt_tensors, opt_structure = optimizer_to_files(optimizer)
         save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
-        _write_json(tmp / STATE, {**state, "step": step, "optimizer": opt_structure})
+        _write_json(tmp / STATE, {**state, "step": step, "optimizer": opt_structure, "model_extra": extra})
     barrier()
     if rank != 0:
         return None
@@ -153,7 +157,8 @@ def load_checkpoint(folder: Path, method: nn.Module, optimizer: torch.optim.Opti
                     *, rank: int = 0) -> dict[str, Any]:
     """Restore method, optimiser and this rank's RNG from ``folder``; returns the trainer state."""
     state = json.loads((folder / STATE).read_text())
-    method.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
+    model_state: dict[str, Any] = {**load_file(str(folder / "model.safetensors")), **state.pop("model_extra", {})}
+    method.load_state_dict(model_state, strict=True)
     structure = state.pop("optimizer")
     optimizer.load_state_dict(optimizer_from_files(load_file(str(folder / "optimizer.safetensors")), structure))
     rng_file = folder / f"rng_rank{rank}.safetensors"

@@ -116,6 +116,7 @@ class EvalConfig:
     max_train: int | None = None
     max_test: int | None = None
     batch_size: int = 512
+    bf16: bool = False
 
 
 @dataclass(frozen=True)

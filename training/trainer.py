@@ -38,6 +38,7 @@ from zoo.errors import ConfigError, SslzooError
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.jsonl"
+MAX_BAD_STEPS = 5
 Callback = Callable[[int, dict[str, Any]], None]
 
 
@@ -145,6 +146,7 @@ class Trainer:
         self.dtype = autocast_dtype(config.precision, device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
         self.monitor = CollapseMonitor()
+        self.skipped_steps = self.bad_steps_in_row = 0
 
     def _total_steps(self) -> int:
         if self.config.steps is not None:
@@ -182,17 +184,31 @@ class Trainer:
             for key, value in _scalars(outputs).items():
                 sums[key] = sums.get(key, 0.0) + value / accum
             embeddings = outputs.get("embeddings")
-        grad_norm = None
-        if self.config.grad_clip:
-            self.scaler.unscale_(self.optimizer)
-            params = [p for g in self.optimizer.param_groups for p in g["params"]]
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
-        self.scaler.step(self.optimizer)
+        self.scaler.unscale_(self.optimizer)
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip or math.inf)
+        if self.scaler.is_enabled() or self._gradients_finite(grad_norm):
+            self.scaler.step(self.optimizer)  # an fp16 scaler skips non-finite steps itself
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        if grad_norm is not None:
-            sums["grad_norm"] = grad_norm.detach().float()
+        sums["grad_norm"] = grad_norm.detach().float()
         return sums, embeddings
+
+    def _gradients_finite(self, grad_norm: Tensor) -> bool:
+        """False (and the step skipped) for NaN/inf gradients; too many in a row is an error."""
+        if bool(torch.isfinite(grad_norm)):
+            self.bad_steps_in_row = 0
+            return True
+        self.skipped_steps += 1
+        self.bad_steps_in_row += 1
+        if self.skipped_steps == 1:
+            log.warning("non-finite gradients: optimiser step skipped. With bf16 and channels-last on CPU, "
+                        "PyTorch's convolution backward can return NaN for stride-2 convolutions on 1x1 maps "
+                        "(a ResNet on 16 px images); set train.channels_last: false or a larger img_size")
+        if self.bad_steps_in_row >= MAX_BAD_STEPS:
+            raise TrainingError(f"{self.bad_steps_in_row} optimiser steps in a row had non-finite gradients; "
+                                "lower the learning rate, set train.channels_last: false or use precision fp32")
+        return False
 
     def _log_row(self, step: int, scalars: dict[str, Tensor], embeddings: Tensor | None,
                  lr: float, wd: float, img_s: float, elapsed: float) -> dict[str, Any]:
@@ -200,9 +216,10 @@ class Trainer:
         values = all_reduce_mean(torch.stack([scalars[k] for k in keys])).tolist() if keys else []
         row: dict[str, Any] = {"step": step, "epoch": step * self.config.accum_steps / len(self.loader),
                                "lr": lr, "wd": wd, **dict(zip(keys, values, strict=True))}
-        if not all(math.isfinite(v) for v in values):
+        if not math.isfinite(row["loss"]):
             raise TrainingError(f"step {step}: the loss is not finite ({row}); lower the learning rate or use "
                                 f"fp32 precision")
+        row["skipped_steps"] = self.skipped_steps
         if embeddings is not None and embeddings.ndim == 2 and embeddings.shape[0] > 1:
             row.update(self.monitor.check(embeddings, step))
         row.update({"img_s": img_s, "elapsed_s": elapsed})
@@ -221,6 +238,7 @@ class Trainer:
             start = int(state["step"])
             self.scaler.load_state_dict(state.get("scaler") or {})
             self.monitor.collapsing = bool(state.get("collapsing", False))
+            self.skipped_steps = int(state.get("skipped_steps", 0))
             log.info("resuming %s from step %d of %d", self.run_dir, start, self.total_steps)
         elif resume:
             log.warning("%s has no checkpoint yet: starting from step 0", self.run_dir)
@@ -233,6 +251,7 @@ class Trainer:
 
     def _checkpoint(self, step: int) -> None:
         state = {"scaler": self.scaler.state_dict(), "collapsing": self.monitor.collapsing,
+                 "skipped_steps": self.skipped_steps,
                  "total_steps": self.total_steps, "config": asdict(self.config),
                  "data": {"seed": self.config.seed, "micro_batch": step * self.config.accum_steps,
                           "position": asdict(self.loader.position(step * self.config.accum_steps)),

@@ -43,14 +43,15 @@ def _eval_results(name: str, config: EncoderConfig) -> list[EvalResult]:
 
 def card_data(name: str, config: EncoderConfig) -> ModelCardData:
     """Front matter: licence, tags, datasets, pipeline and model-index metrics."""
-    tags = ["sslzoo", config.method, config.arch, "self-supervised" if config.method != "clip" else "clip"]
+    pipeline = "zero-shot-image-classification" if config.is_clip else "image-feature-extraction"
+    tags = ["sslzoo", config.method, config.arch, "self-supervised" if config.method != "clip" else "clip", pipeline]
     results = _eval_results(name, config)
     return ModelCardData(
         license=config.license or None,
         library_name="sslzoo",
         tags=sorted(set(t for t in tags if t and t != "none")),
         datasets=[config.data] if config.data else None,
-        pipeline_tag="zero-shot-image-classification" if config.is_clip else "image-feature-extraction",
+        pipeline_tag=pipeline,
         model_name=name,
         eval_results=results or None,
     )
@@ -93,5 +94,10 @@ def render_card(name: str, config: EncoderConfig, figures: Mapping[str, str] | N
     lines += ["## Architecture arguments", "", "```json", json.dumps(config.arch_args, indent=2, sort_keys=True),
               "```", "", "## Licence and provenance", "",
               f"Licence: `{config.license}`. Source: {config.source}.", ""]
+    hub = config.extra.get("hub")
+    if isinstance(hub, Mapping) and hub.get("repo_id"):
+        lines += [f"Pulled from the Hugging Face Hub repo `{hub['repo_id']}` at commit `{hub.get('commit')}` "
+                  f"({hub.get('format')} format); load it again with `zoo.load(\"hf-hub:{hub['repo_id']}@"
+                  f"{hub.get('commit')}\")`.", ""]
     body = "\n".join(lines)
     return str(ModelCard(f"---\n{card_data(name, config).to_yaml()}\n---\n\n{body}"))

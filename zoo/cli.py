@@ -1,7 +1,7 @@
 """The ``sslzoo`` command.
 
-``zoo`` owns ``list``, ``info``, ``rm``, ``alias`` and ``data``; the other packages add their own
-subcommands (train, eval, export, serve, push, pull) through the ``sslzoo.commands`` entry-point group,
+``zoo`` owns ``list``, ``info``, ``rm``, ``alias``, ``data``, ``push`` and ``pull``; the other packages add
+their own subcommands (train, eval, export, serve) through the ``sslzoo.commands`` entry-point group,
 each a function that receives the subparsers object and adds its parser with ``func`` set.
 """
 
@@ -70,6 +70,35 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_push(args: argparse.Namespace) -> int:
+    from zoo.hub import push
+
+    result = push(args.ref, args.repo, revision=args.revision, private=args.private, endpoint=args.endpoint,
+                  tag=args.tag)
+    print(f"pushed {args.ref} to {result.repo_id}@{result.revision}: commit {result.commit} "
+          f"(embedding space {result.embedding_space})\n{result.url}")
+    return 0
+
+
+def _cmd_pull(args: argparse.Namespace) -> int:
+    from zoo import catalogue, hub
+
+    if args.catalogue:
+        print(f"{'name':24} {'licence':14} {'format':12} repo")
+        for item in catalogue.CATALOGUE:
+            print(f"{item.name:24} {item.license:14} {item.format:12} {item.repo_id}")
+        return 0
+    if not args.repo:
+        print("sslzoo pull: error: name a repo (org/repo[@revision]) or use --catalogue", file=sys.stderr)
+        return 2
+    entry = hub.pull(args.repo, revision=args.revision, endpoint=args.endpoint, format=args.format)
+    config = entry.read_config()
+    source = config.extra.get("hub", {})
+    print(f"{entry.ref}: {source.get('repo_id')}@{source.get('commit')} ({source.get('format')}), "
+          f"licence {config.license}, embedding space {entry.embedding_space}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser with zoo's subcommands and every installed package's."""
     parser = argparse.ArgumentParser(prog="sslzoo", description="Self-supervised image encoders: train, "
@@ -94,6 +123,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="train")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_data)
+    p = sub.add_parser("push", help="upload an entry to a Hugging Face Hub model repo")
+    p.add_argument("ref", help="name, name@version, name@alias or ./folder")
+    p.add_argument("repo", help="org/repo (created if missing)")
+    p.add_argument("--revision", help="branch to commit to (default main; created if missing)")
+    p.add_argument("--tag", help="also tag the new commit, e.g. v1.0")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--endpoint", help="Hub URL (default $SSLZOO_HF_ENDPOINT, then huggingface_hub's)")
+    p.set_defaults(func=_cmd_push)
+    p = sub.add_parser("pull", help="download a Hub repo (sslzoo, timm or open_clip) and register it")
+    p.add_argument("repo", nargs="?", help="org/repo, org/repo@revision, or a catalogue name")
+    p.add_argument("--revision", help="branch, tag or commit sha (default main)")
+    p.add_argument("--format", choices=["sslzoo", "open_clip", "timm"], help="pick one of several formats a repo has")
+    p.add_argument("--endpoint", help="Hub URL (default $SSLZOO_HF_ENDPOINT, then huggingface_hub's)")
+    p.add_argument("--catalogue", action="store_true", help="list recommended pretrained checkpoints")
+    p.set_defaults(func=_cmd_pull)
     for point in sorted(entry_points(group="sslzoo.commands"), key=lambda p: p.name):
         module = point.value.partition(":")[0]
         try:

@@ -125,6 +125,10 @@ class TextTransformer(nn.Module):
         return torch.where(allowed, zero, torch.finfo(zero.dtype).min)
 
     def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
+        return self.projection(self.pooled(ids, mask))
+
+    def pooled(self, ids: Tensor, mask: Tensor) -> Tensor:
+        """The pooled ``[B, width]`` state before the projection (what a locked tower precomputes)."""
         x = self.token_embedding(ids) + self.positional_embedding[: ids.shape[1]]
         bias = self.attention_bias(mask)
         for block in self.blocks:
@@ -136,7 +140,7 @@ class TextTransformer(nn.Module):
         else:
             weights = mask.unsqueeze(-1).to(x.dtype)
             pooled = (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-        return self.projection(pooled)
+        return pooled
 
 
 @register_text_arch("transformer")

@@ -123,9 +123,10 @@ class SimSiamPredictionHead(ProjectionHead):
 
 
 class DINOProjectionHead(nn.Module):
-    """DINO's head (Caron et al. 2021, §3.1 and App. C): MLP with GELU → L2-normalised bottleneck →
-    weight-normalised linear layer without bias to ``out_dim`` prototypes.
+    """DINO's head (Caron et al. 2021, §3.1 and App. C).
 
+    An MLP with GELU → an L2-normalised bottleneck → a weight-normalised linear layer without bias to
+    ``out_dim`` prototypes.
     With ``norm_last_layer`` the weight norm's magnitude ``g`` is fixed at 1, which the paper found
     stabilises training of ViTs (App. C). The paper uses 2048 hidden, 256 bottleneck, 65,536 outputs.
     """

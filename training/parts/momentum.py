@@ -27,8 +27,8 @@ def update_momentum(model: nn.Module, model_ema: nn.Module, m: float) -> None:
     """
     if not 0.0 <= m <= 1.0:
         raise ValueError(f"momentum must be in [0, 1], got {m}")
-    online = list(model.parameters())
-    ema = list(model_ema.parameters())
+    online: list[torch.Tensor] = list(model.parameters())
+    ema: list[torch.Tensor] = list(model_ema.parameters())
     if len(online) != len(ema):
         raise ValueError(f"models differ: {len(online)} parameters vs {len(ema)}")
     torch._foreach_mul_(ema, m)

@@ -259,13 +259,18 @@ class BatchViews:
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError(f"expected a uint8 [B, C, H, W] batch, got {images.dtype} {tuple(images.shape)}")
         images = self._to_channels(images)
-        batch, _, height, width = images.shape
-        source = images.float()
+        batch, channels, height, width = images.shape
+        # A channels-last batch from the loader gets channels-last views (no layout change at the conv).
+        channels_last = self.channels_last or (channels > 1 and not images.is_contiguous()
+                                               and images.is_contiguous(memory_format=torch.channels_last))
+        source = images.float().contiguous()
         out: list[Tensor | None] = [None] * len(self.configs)
         for size, members in self.groups.items():
             configs = [self.configs[i] for i in members]
             params = _sample(configs, batch, height, width, generator)
             views = self._augment(source, params, size, len(configs))
+            if channels_last:
+                views = views.contiguous(memory_format=torch.channels_last)
             for i, view in zip(members, views.chunk(len(configs)), strict=True):
                 out[i] = view
         return [v for v in out if v is not None]
@@ -288,8 +293,7 @@ class BatchViews:
         if bool(solarize.any()):
             x = torch.where(solarize & (x >= 128.0), 255.0 - x, x)
         scale = (1.0 / (255.0 * self.std)).to(device)
-        x = torch.addcmul((-self.mean / self.std).to(device), x, scale)
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+        return torch.addcmul((-self.mean / self.std).to(device), x, scale)
 
     @staticmethod
     def _jitter(x: Tensor, p: _Params) -> Tensor:
@@ -325,8 +329,9 @@ def _base(size: tuple[int, int], **fields: Any) -> ViewConfig:
 
 
 def simclr_views(size: int | Sequence[int], **overrides: Any) -> list[ViewConfig]:
-    """SimCLR (Chen et al. 2020, App. A): crop, flip, jitter s=1 → (0.8, 0.8, 0.8, 0.2) at p=0.8, grey 0.2,
-    blur 0.5.
+    """SimCLR's pair (Chen et al. 2020, App. A).
+
+    Crop from 8%, flip, jitter s=1 → (0.8, 0.8, 0.8, 0.2) at p=0.8, grey 0.2, blur 0.5.
 
     Small images: crops from 20% of the area rather than 8% (an 8% crop of 28 px is an 8-px patch;
     MoCo v2 and SimSiam use 0.2), jitter strength 0.5 (their CIFAR setting: 0.4, 0.4, 0.4, 0.1) and no
@@ -341,8 +346,10 @@ def simclr_views(size: int | Sequence[int], **overrides: Any) -> list[ViewConfig
 
 
 def byol_views(size: int | Sequence[int], **overrides: Any) -> list[ViewConfig]:
-    """BYOL (Grill et al. 2020, App. B, Table 6): two asymmetric views, jitter (0.4, 0.4, 0.2, 0.1) at 0.8,
-    grey 0.2, blur 1.0 / 0.1, solarise 0 / 0.2. MoCo v3 and DINO's global crops use the same pair.
+    """BYOL's asymmetric pair (Grill et al. 2020, App. B, Table 6).
+
+    Jitter (0.4, 0.4, 0.2, 0.1) at 0.8, grey 0.2, blur 1.0 / 0.1, solarise 0 / 0.2. MoCo v3 and DINO's
+    global crops use the same pair.
 
     Small images: crops from 20% of the area and no blur; the solarisation asymmetry stays.
     """
@@ -355,8 +362,11 @@ def byol_views(size: int | Sequence[int], **overrides: Any) -> list[ViewConfig]:
 
 
 def simsiam_views(size: int | Sequence[int], **overrides: Any) -> list[ViewConfig]:
-    """SimSiam (Chen & He 2021, App. A): MoCo v2's views, crop from 20%, jitter (0.4, 0.4, 0.4, 0.1) at 0.8,
-    grey 0.2, blur 0.5 (none for small images, as its CIFAR setting)."""
+    """SimSiam's pair (Chen & He 2021, App. A): MoCo v2's views.
+
+    Crop from 20%, jitter (0.4, 0.4, 0.4, 0.1) at 0.8, grey 0.2, blur 0.5 (none for small images, as its
+    CIFAR setting).
+    """
     s = _size(size)
     config = _base(s, scale=(0.2, 1.0), saturation=0.4, blur_p=0.0 if _is_small(s) else 0.5)
     return [config.replace(**overrides)] * 2
@@ -365,8 +375,10 @@ def simsiam_views(size: int | Sequence[int], **overrides: Any) -> list[ViewConfi
 def dino_views(global_size: int | Sequence[int], local_size: int | Sequence[int], num_local: int,
                global_scale: tuple[float, float] = (0.4, 1.0), local_scale: tuple[float, float] = (0.05, 0.4),
                **overrides: Any) -> list[ViewConfig]:
-    """DINO multi-crop (Caron et al. 2021, §3.1, App. D): two global crops with BYOL's asymmetric pair,
-    ``num_local`` local crops (blur 0.5) at a smaller resolution; global scale (0.4, 1), local (0.05, 0.4).
+    """DINO multi-crop (Caron et al. 2021, §3.1, App. D).
+
+    Two global crops with BYOL's asymmetric pair and ``num_local`` local crops (blur 0.5) at a smaller
+    resolution; global scale (0.4, 1), local (0.05, 0.4).
 
     Returns the global configs first, then the locals. Small images get no blur.
     """

@@ -10,6 +10,7 @@ same path with the position embedding resampled to the crop's grid.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from timm.layers import resample_abs_pos_embed
@@ -36,9 +37,9 @@ def is_vit(backbone: nn.Module) -> bool:
     return isinstance(backbone, VisionTransformer)
 
 
-def patch_size(vit: VisionTransformer) -> int:
+def patch_size(vit: nn.Module) -> int:
     """The (square) patch size."""
-    size = vit.patch_embed.patch_size
+    size: Any = getattr(vit.patch_embed, "patch_size")  # noqa: B009 (typed Any on purpose)
     return int(size[0] if isinstance(size, tuple | list) else size)
 
 
@@ -76,11 +77,12 @@ def patch_tokens(vit: VisionTransformer, images: Tensor) -> Tensor:
 
 def prefix_tokens(vit: VisionTransformer, batch: int) -> Tensor | None:
     """The class (and register) tokens with their position embeddings, ``[B, P, D]``, or None."""
-    tokens = []
+    tokens: list[Tensor] = []
     if vit.cls_token is not None:
         tokens.append(vit.cls_token)
-    if getattr(vit, "reg_token", None) is not None:
-        tokens.append(vit.reg_token)
+    reg_token = getattr(vit, "reg_token", None)
+    if reg_token is not None:
+        tokens.append(reg_token)
     if not tokens:
         return None
     prefix = torch.cat(tokens, dim=1)
@@ -104,10 +106,17 @@ def encode_tokens(vit: VisionTransformer, tokens: Tensor) -> Tensor:
 
 def features_any_size(backbone: nn.Module, images: Tensor) -> Tensor:
     """Pooled backbone features of images of any size: the plain forward, or the resampled ViT path."""
-    if is_vit(backbone) and tuple(images.shape[-2:]) != tuple(backbone.patch_embed.img_size):
-        vit = backbone
-        return vit.forward_head(encode_tokens(vit, patch_tokens(vit, images)))
-    return backbone(images)
+    if isinstance(backbone, VisionTransformer) and tuple(images.shape[-2:]) != grid_pixels(backbone):
+        return backbone.forward_head(encode_tokens(backbone, patch_tokens(backbone, images)))
+    out: Tensor = backbone(images)
+    return out
+
+
+def grid_pixels(vit: VisionTransformer) -> tuple[int, int]:
+    """The native input ``(height, width)`` in pixels."""
+    rows, cols = grid_size(vit)
+    p = patch_size(vit)
+    return rows * p, cols * p
 
 
 def patchify(images: Tensor, p: int) -> Tensor:

@@ -46,6 +46,7 @@ def check_temperature(name: str, value: float, low: float = 1e-3) -> float:
     return float(value)
 
 
+from training.parts.losses.clip import ClipLoss  # noqa: E402
 from training.parts.losses.dino import DINOLoss  # noqa: E402
 from training.parts.losses.ijepa import IJEPALoss  # noqa: E402
 from training.parts.losses.mae import MAELoss  # noqa: E402
@@ -54,6 +55,7 @@ from training.parts.losses.negative_cosine import NegativeCosineLoss  # noqa: E4
 from training.parts.losses.ntxent import NTXentLoss  # noqa: E402
 
 __all__ = [
+    "ClipLoss",
     "DINOLoss",
     "IJEPALoss",
     "MAELoss",

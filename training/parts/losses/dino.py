@@ -26,13 +26,15 @@ class DINOLoss(nn.Module):
     Args:
         out_dim: Number of prototypes (the head's output width).
         student_temp: τ_s = 0.1 (§3.1).
-        teacher_temp: τ_t after warm-up; 0.04 to 0.07 in the paper (App. D), 0.04 its default.
+        teacher_temp: τ_t after warm-up, 0.07 (§3.1; the official code defaults to 0.04, safer if unstable).
         warmup_teacher_temp: τ_t at the start; the paper warms up linearly from 0.04 (§3.1, App. D).
         warmup_fraction: Fraction of training over which τ_t rises (30 of 100–300 epochs in the paper).
         center_momentum: m in the centre's EMA ``c ← m·c + (1 − m)·mean(teacher)``, 0.9 (§3.1).
     """
 
-    def __init__(self, out_dim: int, student_temp: float = 0.1, teacher_temp: float = 0.04,
+    center: Tensor
+
+    def __init__(self, out_dim: int, student_temp: float = 0.1, teacher_temp: float = 0.07,
                  warmup_teacher_temp: float = 0.04, warmup_fraction: float = 0.3,
                  center_momentum: float = 0.9) -> None:
         super().__init__()

@@ -1,0 +1,17 @@
+"""ONNX export with a parity gate, int8 quantisation, and an onnxruntime runtime that needs no torch.
+
+Two halves with different dependencies:
+
+- export time (needs torch): :mod:`export.graph`, :mod:`export.onnx_export`, :mod:`export.pipeline`
+  turn a registry entry into ONNX files, check them against PyTorch and save a new entry version;
+- run time (numpy, pillow, tokenizers, onnxruntime only): :mod:`export.runtime` is what
+  ``zoo.load(ref, backend="onnx")`` returns.
+
+This module imports neither half, so ``import export.runtime`` never pulls in torch.
+"""
+
+from __future__ import annotations
+
+from export.errors import ExportError, NotExportedError, ParityError, RuntimeOptionError, UnsupportedOperatorError
+
+__all__ = ["ExportError", "NotExportedError", "ParityError", "RuntimeOptionError", "UnsupportedOperatorError"]

@@ -1,0 +1,303 @@
+"""Loaded models by registry reference: backend choice, warm-up, and batched embedding.
+
+The runtime splits each embedding into pre-processing (decode, resize, standardise: CPU, run in the
+request's worker thread, in parallel) and the model core (one :class:`~service.batching.Batcher`
+thread per tower, batching across requests). ONNX is preferred when the entry has ``model.onnx``;
+otherwise, or when the ONNX backend is not installed or fails to load, the torch backend serves it
+and the log says which and why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+import zoo
+from service.batching import Batcher
+from service.errors import BadRequest, NotFound
+from service.settings import Settings
+from zoo.preprocess import preprocess_batch
+from zoo.refs import parse_ref
+
+log = logging.getLogger("sslzoo.service")
+LOGIT_SCALE_MAX = math.log(100.0)
+
+
+def _image_core(model: Any) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The tower's ``[N, C, H, W] → [N, D]`` function when the backend exposes one (torch does)."""
+    for owner in (model, getattr(model, "visual", None)):
+        core = getattr(owner, "embed_array", None)
+        if callable(core):
+            return core  # type: ignore[no-any-return]
+    return None
+
+
+def _logit_scale(model: Any, entry: zoo.Entry) -> float:
+    """``exp(logit_scale)`` clamped at 100, from the model or, failing that, from ``text.safetensors``."""
+    scale = getattr(model, "scale", None)
+    if callable(scale):
+        value = scale()
+        detach = getattr(value, "detach", None)  # a torch scalar that requires grad
+        return float(detach() if callable(detach) else value)
+    from safetensors import safe_open
+
+    with safe_open(str(entry.path / "text.safetensors"), "np") as tensors:
+        value = float(np.asarray(tensors.get_tensor("logit_scale")).reshape(-1)[0])
+    return math.exp(min(value, LOGIT_SCALE_MAX))
+
+
+@dataclass
+class LoadedModel:
+    """One registry entry, loaded and warmed up, with its batchers."""
+
+    ref: str
+    entry: zoo.Entry
+    model: Any
+    backend: str
+    config: zoo.EncoderConfig
+    embedding_space: str
+    image_batcher: Batcher
+    text_batcher: Batcher | None = None
+    logit_scale: float | None = None
+    tokenizer: Any = None
+    load_seconds: float = 0.0
+    image_core: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
+
+    @property
+    def is_clip(self) -> bool:
+        """Whether texts can be embedded (a text tower in the same space)."""
+        return self.text_batcher is not None
+
+    @property
+    def dim(self) -> int:
+        """Width of the vectors."""
+        return int(self.config.embed_dim)
+
+    def describe(self) -> dict[str, Any]:
+        """What a client needs to use the vectors (returned with every embedding)."""
+        return {"model": self.ref, "embedding_space": self.embedding_space, "dim": self.dim,
+                "metric": self.config.metric, "normalized": bool(self.config.normalize)}
+
+    def prepare_images(self, images: Sequence[Image.Image]) -> Any:
+        """CPU pre-processing in the caller's thread: pixels for the core, or the images themselves."""
+        if self.image_core is None:
+            return list(images)
+        return preprocess_batch(images, self.config.preprocess)
+
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        """Tokens after truncation to the context, for the OpenAI endpoint's ``usage``."""
+        if self.tokenizer is None:
+            return 0
+        return sum(len(encoding.ids) for encoding in self.tokenizer.encode_batch(list(texts)))
+
+    async def embed_prepared(self, prepared: Any) -> np.ndarray:
+        """Run pre-processed images through the batched image tower."""
+        return await self.image_batcher.submit(prepared)
+
+    async def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Run texts through the batched text tower."""
+        if self.text_batcher is None:
+            raise BadRequest(f"model {self.ref!r} has no text tower; text needs a CLIP model")
+        return await self.text_batcher.submit(list(texts))
+
+    def close(self) -> None:
+        """Stop the batcher threads."""
+        self.image_batcher.close()
+        if self.text_batcher is not None:
+            self.text_batcher.close()
+
+
+class ModelRuntime:
+    """A cache of loaded models keyed by resolved reference (``name@version``), least recently used out."""
+
+    def __init__(self, settings: Settings, registry: zoo.Registry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry or zoo.Registry()
+        self._models: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._lock = threading.Lock()
+        self._load_locks: dict[str, threading.Lock] = {}
+        self.default_error: str | None = None
+
+    # -- references --------------------------------------------------------------------------------
+    def resolve(self, ref: str | None) -> zoo.Entry:
+        """The registry entry a request names (the default model when it names none)."""
+        is_default = ref is None or ref == ""
+        name = self.settings.default_model if is_default else str(ref)
+        try:
+            parsed = parse_ref(name)
+        except zoo.RefError as exc:
+            raise BadRequest(str(exc)) from None
+        if parsed.kind != "name":
+            raise BadRequest(f"model {name!r}: the service serves registry names ('name', 'name@version', "
+                             "'name@alias') only, not folders or Hub repositories")
+        try:
+            return self.registry.resolve(parsed)
+        except zoo.RefError as exc:
+            if is_default:
+                raise NotFound(
+                    f"the default model {name!r} is not in the registry ({self.registry.home}); save a model "
+                    f"under that name, set SSLZOO_DEFAULT_MODEL, or name a model in the request ({exc})"
+                ) from None
+            raise NotFound(str(exc)) from None
+
+    # -- loading -----------------------------------------------------------------------------------
+    def get(self, ref: str | None) -> LoadedModel:
+        """The loaded model for a reference, loading (and warming up) on first use."""
+        entry = self.resolve(ref)
+        key = entry.ref
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+            load_lock = self._load_locks.setdefault(key, threading.Lock())
+        with load_lock:  # one load per entry, however many requests ask at once
+            with self._lock:
+                if key in self._models:
+                    return self._models[key]
+            loaded = self._load(entry)
+            with self._lock:
+                self._models[key] = loaded
+                self._evict()
+        return loaded
+
+    async def aget(self, ref: str | None) -> LoadedModel:
+        """:meth:`get` without blocking the event loop when a load is needed."""
+        entry = self.resolve(ref)
+        with self._lock:
+            cached = self._models.get(entry.ref)
+            if cached is not None:
+                self._models.move_to_end(entry.ref)
+                return cached
+        return await asyncio.to_thread(self.get, ref)
+
+    def _evict(self) -> None:
+        default = None
+        try:
+            default = self.registry.resolve(self.settings.default_model).ref
+        except zoo.SslzooError:
+            pass
+        while len(self._models) > max(1, self.settings.max_models):
+            victim = next((k for k in self._models if k != default), None)
+            if victim is None:
+                return
+            log.info("unloading %s (more than %d models loaded)", victim, self.settings.max_models)
+            self._models.pop(victim).close()
+
+    def _load_backend(self, entry: zoo.Entry) -> tuple[Any, str]:
+        wanted = self.settings.backend
+        has_onnx = (entry.path / "model.onnx").is_file()
+        if wanted == "onnx" or (wanted == "auto" and has_onnx):
+            try:
+                return zoo.load(entry.ref, backend="onnx", registry=self.registry), "onnx"
+            except (ImportError, AttributeError, zoo.SslzooError, RuntimeError) as exc:
+                if wanted == "onnx":
+                    raise
+                log.warning("%s: the ONNX backend failed (%s: %s); serving it with torch instead",
+                            entry.ref, type(exc).__name__, exc)
+        elif wanted == "auto":
+            log.info("%s has no model.onnx (run `sslzoo export`); serving it with torch", entry.ref)
+        return zoo.load(entry.ref, backend="torch", registry=self.registry), "torch"
+
+    def _load(self, entry: zoo.Entry) -> LoadedModel:
+        start = time.perf_counter()
+        model, backend = self._load_backend(entry)
+        config: zoo.EncoderConfig = model.config
+        core = _image_core(model)
+        settings = self.settings
+        if core is not None:
+            image_fn = lambda payloads: core(np.concatenate(payloads))  # noqa: E731
+        else:
+            image_fn = lambda payloads: model.embed_images([im for p in payloads for im in p])  # noqa: E731
+        batch = {"max_batch_size": settings.batch_max_size, "max_wait_ms": settings.batch_wait_ms}
+        loaded = LoadedModel(entry.ref, entry, model, backend, config, str(model.embedding_space),
+                             Batcher(_as_float32(image_fn), name=f"{entry.ref}:image", **batch), image_core=core)
+        if config.is_clip and callable(getattr(model, "embed_texts", None)):
+            text_fn = lambda payloads: model.embed_texts([t for p in payloads for t in p])  # noqa: E731
+            loaded.text_batcher = Batcher(_as_float32(text_fn), name=f"{entry.ref}:text", **batch)
+            loaded.logit_scale = _logit_scale(model, entry)
+            loaded.tokenizer = _counting_tokenizer(entry, config)
+        self._warm_up(loaded)
+        loaded.load_seconds = time.perf_counter() - start
+        log.info("loaded %s (%s, %s backend, %d-d %s space %s%s) in %.1f s", entry.ref, config.arch, backend,
+                 config.embed_dim, config.metric, loaded.embedding_space[:12], ", CLIP" if loaded.is_clip else "",
+                 loaded.load_seconds)
+        return loaded
+
+    @staticmethod
+    def _warm_up(loaded: LoadedModel) -> None:
+        """One image (and one text) through each tower: first-call costs are paid before serving."""
+        channels, height, width = loaded.config.preprocess.input_size
+        blank = Image.new("L" if channels == 1 else "RGB", (width, height), 128)
+        vectors = loaded.image_batcher.run_now(loaded.prepare_images([blank]))
+        if vectors.shape != (1, loaded.dim):
+            raise zoo.ConfigError(f"{loaded.ref}: image tower returned {vectors.shape}, expected (1, {loaded.dim})")
+        if loaded.text_batcher is not None:
+            loaded.text_batcher.run_now(["warm-up"])
+
+    def preload(self, ref: str | None) -> threading.Thread:
+        """Load the default model in the background; failures are logged loudly and kept for readiness."""
+
+        def run() -> None:
+            try:
+                self.get(ref)
+                self.default_error = None
+            except Exception as exc:  # noqa: BLE001 - the service stays up and reports not-ready
+                self.default_error = str(exc)
+                log.error("=" * 100)
+                log.error("DEFAULT MODEL NOT LOADED: %s", exc)
+                log.error("the service is up but NOT READY (/readyz answers 503); requests that name another "
+                          "model still work")
+                log.error("=" * 100)
+
+        thread = threading.Thread(target=run, name="sslzoo-preload", daemon=True)
+        thread.start()
+        return thread
+
+    def is_loaded(self, ref: str | None) -> bool:
+        """Whether a reference's entry is loaded (false when it does not resolve)."""
+        try:
+            key = self.resolve(ref).ref
+        except (NotFound, BadRequest):
+            return False
+        with self._lock:
+            return key in self._models
+
+    def loaded(self) -> dict[str, LoadedModel]:
+        """The loaded models by reference."""
+        with self._lock:
+            return dict(self._models)
+
+    def close(self) -> None:
+        """Stop every batcher."""
+        with self._lock:
+            for model in self._models.values():
+                model.close()
+            self._models.clear()
+
+
+def _as_float32(fn: Callable[[list[Any]], Any]) -> Callable[[list[Any]], np.ndarray]:
+    def run(payloads: list[Any]) -> np.ndarray:
+        return np.ascontiguousarray(np.asarray(fn(payloads), dtype=np.float32))
+
+    return run
+
+
+def _counting_tokenizer(entry: zoo.Entry, config: zoo.EncoderConfig) -> Any:
+    """A private tokenizer instance (truncation is per-instance state) for counting usage tokens."""
+    from tokenizers import Tokenizer
+
+    assert config.text is not None
+    tokenizer = Tokenizer.from_file(str(entry.path / config.text.tokenizer_file))
+    tokenizer.enable_truncation(max_length=config.text.context_length)
+    tokenizer.no_padding()
+    return tokenizer

@@ -1,0 +1,71 @@
+"""The service's settings, read once from the environment so every limit is visible in one place.
+
+Every knob has a default that serves a laptop; a deployment changes them with environment variables
+(the names are the field names upper-cased with an ``SSLZOO_`` prefix, listed in ``docs/service.md``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from zoo import sslzoo_home
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Limits, locations and tuning of one service process.
+
+    Attributes:
+        default_model: Registry reference served when a request names no model.
+        data_dir: Where indexes and label sets live (``$SSLZOO_HOME/service`` by default).
+        api_key: When set, write endpoints need it as ``Authorization: Bearer <key>`` or ``X-API-Key``.
+        backend: ``auto`` (ONNX when the entry has ``model.onnx``, else torch), ``onnx`` or ``torch``.
+        max_request_bytes: Larger bodies are refused with 413 before they are parsed.
+        max_image_pixels: Larger images are refused with 413 from their header, before decoding.
+        min_image_side: Smaller images are refused with 400 (an upscaled speck has no content).
+        max_items: Most images, texts or vectors in one request.
+        batch_max_size: Most items the runtime puts in one model call across concurrent requests.
+        batch_wait_ms: How long the runtime waits for more requests before a model call (0: never).
+        max_models: Loaded models kept in memory, least recently used out.
+        zeroshot_cache: Zero-shot classifiers (label embeddings) kept, least recently used out.
+        snapshot_every: Index changes between FAISS snapshots (start-up then replays fewer rows).
+    """
+
+    default_model: str = "default"
+    data_dir: Path = Path()
+    api_key: str | None = None
+    backend: str = "auto"
+    max_request_bytes: int = 32 * MIB
+    max_image_pixels: int = 25_000_000
+    min_image_side: int = 8
+    max_items: int = 256
+    batch_max_size: int = 64
+    batch_wait_ms: float = 0.0
+    max_models: int = 4
+    zeroshot_cache: int = 64
+    snapshot_every: int = 10_000
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        """Settings from ``SSLZOO_*`` variables; a malformed number is an error that names the variable."""
+        env = dict(os.environ if environ is None else environ)
+        values: dict[str, object] = {}
+        for field in fields(cls):
+            raw = env.get(f"SSLZOO_{field.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            kind = type(getattr(cls, field.name, None)) if field.name != "api_key" else str
+            try:
+                values[field.name] = Path(raw).expanduser() if field.name == "data_dir" else kind(raw)
+            except ValueError:
+                raise ValueError(f"SSLZOO_{field.name.upper()}={raw!r} is not a valid {kind.__name__}") from None
+        if "data_dir" not in values:
+            values["data_dir"] = sslzoo_home() / "service"
+        settings = cls(**values)  # type: ignore[arg-type]
+        if settings.backend not in ("auto", "onnx", "torch"):
+            raise ValueError(f"SSLZOO_BACKEND must be auto, onnx or torch, not {settings.backend!r}")
+        return settings

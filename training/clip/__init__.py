@@ -1,0 +1,1 @@
+"""CLIP-specific training helpers: caption tables, model builders and the locked-tower fast path."""

@@ -1,0 +1,129 @@
+"""LiT with both towers locked, on precomputed features: only the two projections and the temperature train.
+
+When neither trunk changes, running them every step is wasted work: their pooled features are computed
+once (the image trunk optionally on several mildly cropped views per image, as cheap augmentation),
+and the projections are fitted with the same :class:`ClipLoss` and caption sampling as the generic
+method. The result is written back into the :class:`ClipModel`'s own heads, so what is saved is an
+ordinary CLIP entry whose forward gives exactly the embeddings trained here.
+
+Image features are standardised (per-dimension mean and std over the training images) before the
+projection; since the image head is affine, the standardisation is folded into its weight and bias
+afterwards and costs nothing at inference.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from training.clip.captions import CaptionTable
+from training.methods.clip import clip_view, image_trunk_and_head
+from training.parts.losses.clip import ClipLoss
+from training.parts.views import BatchViews
+from zoo.clip import LOGIT_SCALE_MAX, ClipModel
+
+log = logging.getLogger(__name__)
+
+
+@torch.inference_mode()
+def image_features(model: ClipModel, images: np.ndarray, views: int = 1, crop_scale: float = 0.8,
+                   batch_size: int = 64, seed: int = 0) -> Tensor:
+    """Pooled trunk features ``[views, N, F]`` of uint8 ``[N, H, W, C]`` images (view 0 uncropped)."""
+    backbone, _ = image_trunk_and_head(model)
+    backbone.eval()
+    size = model.config.preprocess.input_size[1:]
+    plain = BatchViews([clip_view(size)], model.config.preprocess)
+    cropped = BatchViews([clip_view(size, crop_scale)], model.config.preprocess)
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for v in range(views):
+        chunks = []
+        for start in range(0, len(images), batch_size):
+            batch = torch.from_numpy(images[start : start + batch_size]).permute(0, 3, 1, 2)
+            (pixels,) = (plain if v == 0 else cropped)(batch, generator)
+            chunks.append(backbone.forward_head(backbone.forward_features(pixels), pre_logits=True).float())
+        out.append(torch.cat(chunks))
+    return torch.stack(out)
+
+
+@torch.inference_mode()
+def text_features(model: ClipModel, table: CaptionTable, batch_size: int = 256) -> Tensor:
+    """Pooled text-trunk features ``[M, F]`` of every caption row."""
+    tower = model.text.tower
+    tower.eval()
+    chunks = [tower.pooled(table.ids[s : s + batch_size], table.mask[s : s + batch_size]).float()
+              for s in range(0, len(table.ids), batch_size)]
+    return torch.cat(chunks)
+
+
+@dataclass
+class FitResult:
+    """What the fit did: its loss curve, final temperature and time."""
+
+    losses: list[float] = field(default_factory=list)
+    scale: float = 0.0
+    seconds: float = 0.0
+
+
+def fit_projections(model: ClipModel, table: CaptionTable, image_feats: Tensor, text_feats: Tensor, *,
+                    steps: int = 2000, batch_size: int = 512, lr: float = 1e-3, weight_decay: float = 0.05,
+                    seed: int = 0, loss: ClipLoss | None = None) -> FitResult:
+    """Train the image head, the text projection and ``logit_scale`` on precomputed features.
+
+    Args:
+        model: The pair whose heads are trained and overwritten (``visual`` head affine, text
+            projection linear).
+        table: Captions of the same images, in the same order as ``image_feats``' second axis.
+        image_feats: ``[V, N, F_i]`` trunk features (``V`` views of each image).
+        text_feats: ``[M, F_t]`` trunk features of every caption row.
+        steps, batch_size, lr, weight_decay: AdamW with cosine decay after a 5% warm-up.
+        seed: Seeds batches, views and caption choice.
+        loss: Defaults to :class:`ClipLoss`.
+    """
+    _, head = image_trunk_and_head(model)
+    projection = model.text.tower.projection
+    if not isinstance(head, nn.Linear) or not isinstance(projection, nn.Linear):
+        raise ValueError("the fast path needs linear projections on both towers")
+    loss_fn = loss or ClipLoss(gather_distributed=False)
+    mean, std = image_feats[0].mean(0), image_feats[0].std(0).clamp(min=1e-6)
+    img_proj = nn.Linear(image_feats.shape[-1], head.out_features)
+    txt_proj = nn.Linear(text_feats.shape[-1], projection.out_features, bias=False)
+    logit_scale = nn.Parameter(model.logit_scale.detach().clone())
+    params = [img_proj.weight, txt_proj.weight]
+    opt = torch.optim.AdamW([{"params": params, "weight_decay": weight_decay},
+                             {"params": [img_proj.bias, logit_scale], "weight_decay": 0.0}], lr=lr)
+    warmup = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup)
+                                              * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+    usable = torch.nonzero(table.has_caption).squeeze(1)
+    generator = torch.Generator().manual_seed(seed)
+    result, start = FitResult(), time.perf_counter()
+    for step in range(steps):
+        pick = usable[torch.randint(len(usable), (min(batch_size, len(usable)),), generator=generator)]
+        view = torch.randint(image_feats.shape[0], (len(pick),), generator=generator)
+        rows = table.pick(pick, step, seed)
+        image = F.normalize(img_proj((image_feats[view, pick] - mean) / std), dim=-1)
+        text = F.normalize(txt_proj(text_feats[rows]), dim=-1)
+        value = loss_fn(image, text, logit_scale.clamp(max=LOGIT_SCALE_MAX).exp(), table.keys[rows])
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+        opt.step()
+        sched.step()
+        result.losses.append(float(value))
+    with torch.no_grad():  # fold the standardisation into the affine head
+        weight = img_proj.weight / std
+        head.weight.copy_(weight)
+        head.bias.copy_(img_proj.bias - weight @ mean)
+        projection.weight.copy_(txt_proj.weight)
+        model.logit_scale.copy_(logit_scale.clamp(max=LOGIT_SCALE_MAX))
+    result.scale, result.seconds = float(model.scale()), time.perf_counter() - start
+    log.info("fitted projections in %.1f s: loss %.3f → %.3f, scale %.1f", result.seconds, result.losses[0],
+             result.losses[-1], result.scale)
+    return result

@@ -1,0 +1,158 @@
+"""CLIP (Radford et al. 2021): contrastive image–text pre-training, with LiT's locked towers (Zhai et al. 2022).
+
+Each step embeds the batch's images and one caption per image (picked from the dataset's several
+phrasings), both L2-normalised in a joint space, and minimises the symmetric cross-entropy of
+``exp(logit_scale) · I Tᵀ`` (§2.3, Fig. 3), ``logit_scale`` learnable and clamped at ln 100. Under DDP
+the loss gathers every rank's embeddings as negatives.
+
+LiT: ``lock_image`` / ``lock_text`` freeze a tower's trunk (and keep its BatchNorm statistics) while
+its projection still trains; the trunk then runs without autograd. With both locked only the two
+projections and the temperature learn (the benchmark's fast path precomputes the trunks' features).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from training.clip.build import build_clip_model
+from training.clip.captions import CaptionTable, build_caption_table
+from training.methods.base import Method
+from training.parts.losses.clip import ClipLoss
+from training.parts.views import BatchViews, ViewConfig
+from training.registry import register_method
+from zoo.clip import ClipModel
+from zoo.data import ImageDataset
+
+
+def clip_view(size: tuple[int, int], crop_scale: float = 1.0) -> ViewConfig:
+    """Resize (and, with ``crop_scale`` < 1, a mild random crop): no flips or colour changes.
+
+    Captions name colours and positions ("a red circle on the left"), so flips, jitter and grey
+    would make them false.
+    """
+    return ViewConfig(size=size, scale=(crop_scale, 1.0), ratio=(1.0, 1.0) if crop_scale >= 1.0 else (0.9, 1.1),
+                      hflip_p=0.0, jitter_p=0.0, grayscale_p=0.0)
+
+
+def image_trunk_and_head(model: ClipModel) -> tuple[nn.Module, nn.Module]:
+    """The timm backbone and its classifier (our projection head; ``Identity`` without one)."""
+    backbone = model.visual.backbone
+    return backbone, backbone.get_classifier()
+
+
+@register_method("clip")
+class Clip(Method):
+    """CLIP training around a :class:`ClipModel` and the dataset's :class:`CaptionTable`.
+
+    Args:
+        model: Image tower, text tower and ``logit_scale``.
+        captions: Tokenized captions, indexed by the trainer's ``batch["index"]``.
+        lock_image: Freeze the image trunk (LiT); its projection head still trains.
+        lock_text: Freeze the text trunk; its projection still trains.
+        loss: The symmetric contrastive loss (default gathers negatives across ranks).
+        crop_scale: Smallest crop area of the mild crop augmentation (1.0: none).
+        seed: Seeds the caption choice.
+    """
+
+    def __init__(self, model: ClipModel, captions: CaptionTable, *, lock_image: bool = False,
+                 lock_text: bool = False, loss: ClipLoss | None = None, crop_scale: float = 1.0,
+                 seed: int = 0) -> None:
+        super().__init__()
+        if len(captions.offsets) < 2:
+            raise ValueError("the caption table is empty")
+        self.model, self.captions = model, captions
+        self.lock_image, self.lock_text, self.seed = lock_image, lock_text, seed
+        self.loss = loss or ClipLoss()
+        self.views = BatchViews([clip_view(model.config.preprocess.input_size[1:], crop_scale)],
+                                model.config.preprocess)
+        self.step = 0
+        backbone, head = image_trunk_and_head(model)
+        if lock_image:
+            _freeze(backbone, keep=head)
+        if lock_text:
+            _freeze(model.text.tower, keep=getattr(model.text.tower, "projection", None))
+
+    @classmethod
+    def from_dataset(cls, dataset: ImageDataset, *, image: str = "resnet_narrow", text: str = "transformer",
+                     embed_dim: int = 256, img_size: int | None = None, context_length: int = 32,
+                     positives: str = "caption", lock_image: bool = False, lock_text: bool = False,
+                     crop_scale: float = 1.0, seed: int = 0, **model_args: Any) -> Clip:
+        """Build the pair (see :func:`training.clip.build.build_clip_model`) and the caption table."""
+        model = build_clip_model(dataset, image=image, text=text, embed_dim=embed_dim, img_size=img_size,
+                                 context_length=context_length, **model_args)
+        table = build_caption_table(dataset, model.text.tokenizer, context_length, positives)
+        return cls(model, table, lock_image=lock_image, lock_text=lock_text, crop_scale=crop_scale, seed=seed)
+
+    def train(self, mode: bool = True) -> Clip:
+        """Locked trunks stay in eval mode (BatchNorm statistics and dropout frozen, as LiT does)."""
+        super().train(mode)
+        if self.lock_image:
+            self.model.visual.backbone.eval()
+        if self.lock_text:
+            self.model.text.tower.eval()
+        return self
+
+    def embed_images(self, pixels: Tensor) -> Tensor:
+        """Unit image embeddings; a locked trunk runs without autograd."""
+        if not self.lock_image:
+            return self.model.visual(pixels)
+        backbone, head = image_trunk_and_head(self.model)
+        with torch.no_grad():
+            pooled = backbone.forward_head(backbone.forward_features(pixels), pre_logits=True)
+        return F.normalize(head(pooled), dim=-1)
+
+    def embed_texts(self, ids: Tensor, mask: Tensor) -> Tensor:
+        """Unit text embeddings; a locked trunk runs without autograd."""
+        tower = self.model.text.tower
+        if not self.lock_text:
+            return F.normalize(tower(ids, mask), dim=-1)
+        with torch.no_grad():
+            pooled = tower.pooled(ids, mask)
+        return F.normalize(tower.projection(pooled), dim=-1)
+
+    def training_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        index = batch["index"].cpu()
+        keep = self.captions.has_caption[index]
+        images = batch["images"][keep.to(batch["images"].device)]
+        index = index[keep]
+        rows = self.captions.pick(index, self.step, self.seed)
+        device = images.device
+        ids, mask = self.captions.ids[rows].to(device), self.captions.mask[rows].to(device)
+        (pixels,) = self.views(images)
+        image, text = self.embed_images(pixels), self.embed_texts(ids, mask)
+        scale = self.model.scale()
+        loss = self.loss(image, text, scale, self.captions.keys[rows].to(device))
+        return {"loss": loss, "logit_scale": scale.detach(), "embeddings": image.detach(),
+                "captioned": torch.tensor(float(len(index)))}
+
+    def on_step_end(self, step: int, total_steps: int) -> None:
+        self.step = step + 1
+
+    def encoder(self) -> ClipModel:
+        """The CLIP pair, its config recording which towers trained and which stayed locked."""
+        config = self.model.config
+        text = dataclasses.replace(config.text, trainable=not self.lock_text) if config.text else None
+        image_info = dict(config.extra.get("image_tower", {"init": "random", "license": config.license}))
+        image_info["trainable"] = not self.lock_image
+        self.model.config = config.replace(text=text, extra={**config.extra, "image_tower": image_info})
+        self.model.visual.config = self.model.config
+        if text is not None:
+            self.model.text.config = text
+        return self.model
+
+    def state_for_log(self) -> dict[str, Any]:
+        """What is worth printing at the start of a run."""
+        return {"captions": dict(self.captions.info), "lock_image": self.lock_image, "lock_text": self.lock_text}
+
+
+def _freeze(module: nn.Module, keep: nn.Module | None) -> None:
+    """``requires_grad=False`` on every parameter of ``module`` outside ``keep``."""
+    kept = {id(p) for p in keep.parameters()} if keep is not None else set()
+    for param in module.parameters():
+        if id(param) not in kept:
+            param.requires_grad_(False)
