@@ -14,4 +14,9 @@ from __future__ import annotations
 
 from export.errors import ExportError, NotExportedError, ParityError, RuntimeOptionError, UnsupportedOperatorError
 
-__all__ = ["ExportError", "NotExportedError", "ParityError", "RuntimeOptionError", "UnsupportedOperatorError"]
+#: ONNX opset of exported graphs: LayerNormalization (17) is native, and every onnxruntime.quantization
+#: tool used here handles it. Kept here, away from torch, so the CLI can show it without importing torch.
+DEFAULT_OPSET = 18
+
+__all__ = [
+    "DEFAULT_OPSET","ExportError", "NotExportedError", "ParityError", "RuntimeOptionError", "UnsupportedOperatorError"]

@@ -20,6 +20,7 @@ import onnx
 import torch
 from torch import Tensor, nn
 
+from export import DEFAULT_OPSET
 from export.errors import ExportError, UnsupportedOperatorError
 from export.graph import ImageGraph, TextGraph
 from zoo.clip import ClipModel
@@ -27,7 +28,6 @@ from zoo.encoders import ImageEncoder
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OPSET = 18  # LayerNormalization (17) is native; every onnxruntime.quantization tool handles it
 MAX_BATCH = 65536
 BATCH_AXIS = "batch"
 IMAGE_INPUT, TEXT_INPUTS, OUTPUT = "pixels", ("ids", "mask"), "embeddings"

@@ -61,6 +61,26 @@ def _require(report: ParityReport) -> None:
             f"{report.reference}: {'; '.join(report.failures)}. Nothing was saved.", report.to_dict())
 
 
+def _keep_if_passed(report: ParityReport, path: Path) -> ParityReport:
+    """The int8 decision: a quantised file that misses its tolerance is deleted, with the reason logged."""
+    if not report.passed:
+        path.unlink(missing_ok=True)
+        log.warning("int8 %s tower not written: %s", report.tower, "; ".join(report.failures))
+    return report
+
+
+def quantize_image_gated(fp32: Path, target: Path, config: EncoderConfig, sets: ImageSets,
+                         fp32_vectors: ImageEmbeddings, tolerance: Tolerance = INT8_TOLERANCE) -> ParityReport:
+    """Quantise an fp32 image graph, compare it with that graph, and keep ``target`` only if it passes.
+
+    Returns:
+        The int8 report; ``target`` exists afterwards exactly when ``report.passed``.
+    """
+    quantize_image_static(fp32, target, sets.calibration)
+    report, _ = check_image(target, config, sets, fp32_vectors, tolerance, "int8", "onnx fp32")
+    return _keep_if_passed(report, target)
+
+
 def _old_files(source: Entry) -> dict[str, bytes]:
     """The entry's files to carry over: everything but what the new version regenerates or replaces."""
     regenerated = {CONFIG, CARD, MANIFEST, *IMAGE_FILES.values(), *TEXT_FILES.values()}
@@ -110,8 +130,8 @@ def _export_text(clip: ClipModel, tmp: Path, sets: ImageSets, image_vectors: dic
         quantize_text_dynamic(fp32, quantized)
         report8, _ = check_text(quantized, tokens, onnx_vectors, image_vectors["onnx"].vectors["golden"], n_captions,
                                 tolerances[1], "int8", "onnx fp32")
-        out["reports"]["text_int8"] = report8
-        if report8.passed:
+        out["reports"]["text_int8"] = _keep_if_passed(report8, quantized)
+        if quantized.is_file():
             out["paths"]["text_int8"] = quantized
     return out
 
@@ -170,13 +190,11 @@ def export_entry(ref: str | Path, *, int8: bool = True, opset: int = DEFAULT_OPS
         _require(report)
         reports = {"image_fp32": report}
         if int8:
-            paths["image_int8"] = tmp / IMAGE_FILES["int8"]
-            quantize_image_static(paths["image_fp32"], paths["image_int8"], sets.calibration)
-            reports["image_int8"], _ = check_image(paths["image_int8"], config, sets, vectors["onnx"], int8_tolerance,
-                                                   "int8", "onnx fp32")
-            if not reports["image_int8"].passed:
-                log.warning("int8 image tower not written: %s", "; ".join(reports["image_int8"].failures))
-                del paths["image_int8"]
+            target = tmp / IMAGE_FILES["int8"]
+            reports["image_int8"] = quantize_image_gated(paths["image_fp32"], target, config, sets, vectors["onnx"],
+                                                         int8_tolerance)
+            if target.is_file():
+                paths["image_int8"] = target
         if isinstance(model, ClipModel):
             text = _export_text(model, tmp, sets, vectors, int8, (fp32_tolerance, int8_tolerance), opset)
             reports.update(text["reports"])

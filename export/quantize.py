@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,20 @@ class ArrayCalibration(CalibrationDataReader):
         return next(self._batches, None)
 
 
+@contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """onnxruntime.quantization logs every skipped tensor through the root logger at INFO."""
+    loggers = [logging.getLogger(), logging.getLogger("onnxruntime.quantization")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 def _pre_process(source: Path, target: Path) -> None:
     try:
         quant_pre_process(str(source), str(target))
@@ -66,7 +81,7 @@ def _pre_process(source: Path, target: Path) -> None:
 def quantize_image_static(source: Path, target: Path, calibration: np.ndarray, input_name: str = "pixels",
                           op_types: tuple[str, ...] = STATIC_OP_TYPES) -> None:
     """Write a QDQ U8S8 per-channel int8 copy of ``source`` calibrated (min/max) on ``calibration``."""
-    with tempfile.TemporaryDirectory(prefix="sslzoo-quant-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="sslzoo-quant-") as tmp, _quiet_root_logger():
         prepared = Path(tmp) / "prepared.onnx"
         _pre_process(source, prepared)
         quantize_static(str(prepared), str(target), ArrayCalibration(input_name, calibration),
@@ -79,7 +94,7 @@ def quantize_image_static(source: Path, target: Path, calibration: np.ndarray, i
 
 def quantize_text_dynamic(source: Path, target: Path, op_types: tuple[str, ...] = DYNAMIC_OP_TYPES) -> None:
     """Write a dynamically quantised (int8 weights, per-batch uint8 activations) copy of ``source``."""
-    with tempfile.TemporaryDirectory(prefix="sslzoo-quant-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="sslzoo-quant-") as tmp, _quiet_root_logger():
         prepared = Path(tmp) / "prepared.onnx"
         _pre_process(source, prepared)
         quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QInt8, per_channel=True,

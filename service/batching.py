@@ -117,7 +117,7 @@ class Batcher:
                 continue
             try:
                 out = self.fn([job.payload for job in jobs])
-            except BaseException as exc:  # noqa: BLE001 - handed to every waiting request
+            except BaseException as exc:  # handed to every waiting request
                 log.exception("batch of %d request(s) failed in %s", len(jobs), self.name)
                 for job in jobs:
                     job.future.set_exception(exc)

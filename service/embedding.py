@@ -130,7 +130,8 @@ class Embedder:
         text_rows = [i for i, item in enumerate(items) if not is_data_uri(item)]
         model = await self.runtime.aget(model_ref)
         if dimensions is not None and dimensions != model.dim:
-            raise BadRequest(f"model {model.ref!r} gives {model.dim}-dimensional vectors; 'dimensions' cannot change it")
+            raise BadRequest(f"model {model.ref!r} gives {model.dim}-dimensional vectors; "
+                             "'dimensions' cannot change it")
         if text_rows and not model.is_clip:
             raise BadRequest(f"model {model.ref!r} embeds images only: send images as data: URIs "
                              "(data:image/png;base64,...), or name a CLIP model for text")

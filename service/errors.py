@@ -118,7 +118,7 @@ def _decorator(openai_style: bool) -> Callable[[Callable[P, Awaitable[Any]]], Ca
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
             try:
                 result = await func(*args, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - every failure must become a JSON answer
+            except Exception as exc:  # every failure must become a JSON answer
                 return error_response(exc, openai_style)
             return result if isinstance(result, Response) else json_response(result)
 

@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from service.errors import BadRequest, PayloadTooLarge
 
@@ -31,12 +31,6 @@ class ImageLimits:
     max_bytes: int = 32 * 1024 * 1024
     max_pixels: int = 25_000_000
     min_side: int = 8
-
-
-def configure_pillow(limits: ImageLimits) -> None:
-    """Make Pillow itself refuse bombs too (its check fires at twice the limit, ours first)."""
-    Image.MAX_IMAGE_PIXELS = limits.max_pixels
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
 def is_data_uri(text: str) -> bool:
@@ -96,7 +90,8 @@ def open_image(data: bytes, limits: ImageLimits, where: str) -> Image.Image:
                                  f"{limits.min_side} pixels")
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise PayloadTooLarge(f"{where}: {exc}") from None
+        # Pillow's own guard (``Image.MAX_IMAGE_PIXELS``) fired first, also from the header alone.
+        raise PayloadTooLarge(f"{where}: {exc} The limit here is {limits.max_pixels} pixels.") from None
     except UnidentifiedImageError:
         raise BadRequest(f"{where}: not a recognised image format") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:

@@ -62,7 +62,7 @@ class Indexer:
             try:
                 if entry.embedding_space == space:
                     return entry.read_config().metric
-            except Exception:  # noqa: BLE001,S112 - a broken entry elsewhere must not fail this request
+            except Exception:  # a broken entry elsewhere must not fail this request
                 continue
         return None
 
@@ -194,7 +194,7 @@ class Indexer:
         vectors = await self.vectors(index=index, what="knn_classify", **source)
         self.check_space(index, vectors)
         hits = await asyncio.to_thread(index.search, vectors.values, k, flt)
-        results = []
+        results: list[dict[str, Any]] = []
         for row in hits:
             if not row:
                 results.append({"label": None, "score": 0.0, "votes": {}, "neighbors": []})

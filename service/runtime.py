@@ -10,6 +10,7 @@ and the log says which and why.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import threading
@@ -182,10 +183,8 @@ class ModelRuntime:
 
     def _evict(self) -> None:
         default = None
-        try:
+        with contextlib.suppress(zoo.SslzooError):
             default = self.registry.resolve(self.settings.default_model).ref
-        except zoo.SslzooError:
-            pass
         while len(self._models) > max(1, self.settings.max_models):
             victim = next((k for k in self._models if k != default), None)
             if victim is None:
@@ -218,7 +217,7 @@ class ModelRuntime:
             image_fn = lambda payloads: core(np.concatenate(payloads))  # noqa: E731
         else:
             image_fn = lambda payloads: model.embed_images([im for p in payloads for im in p])  # noqa: E731
-        batch = {"max_batch_size": settings.batch_max_size, "max_wait_ms": settings.batch_wait_ms}
+        batch: dict[str, Any] = {"max_batch_size": settings.batch_max_size, "max_wait_ms": settings.batch_wait_ms}
         loaded = LoadedModel(entry.ref, entry, model, backend, config, str(model.embedding_space),
                              Batcher(_as_float32(image_fn), name=f"{entry.ref}:image", **batch), image_core=core)
         if config.is_clip and callable(getattr(model, "embed_texts", None)):
@@ -251,7 +250,7 @@ class ModelRuntime:
             try:
                 self.get(ref)
                 self.default_error = None
-            except Exception as exc:  # noqa: BLE001 - the service stays up and reports not-ready
+            except Exception as exc:  # the service stays up and reports not-ready
                 self.default_error = str(exc)
                 log.error("=" * 100)
                 log.error("DEFAULT MODEL NOT LOADED: %s", exc)

@@ -14,7 +14,6 @@ from typing import Any, Literal
 
 import bentoml
 from fastapi import FastAPI
-from pydantic import Field
 from starlette.responses import Response
 
 from service.errors import json_errors, json_response, openai_errors
@@ -98,7 +97,7 @@ class SslzooService:
 
     @bentoml.api(route="/v1/embeddings")
     @openai_errors
-    async def openai_embeddings(self, input: str | list[str], model: str | None = None,  # noqa: A002
+    async def openai_embeddings(self, input: str | list[str], model: str | None = None,
                                 encoding_format: Encoding = "float", dimensions: int | None = None,
                                 user: str | None = None) -> dict[str, Any]:
         """OpenAI-compatible embeddings: strings (CLIP text) and data: URIs (images)."""
@@ -137,7 +136,7 @@ class SslzooService:
     @bentoml.api(route="/search")
     @json_errors
     async def search(self, images: Images = None, texts: Texts = None, vectors: Vecs = None, index: str = "default",
-                     k: int = 10, filter: dict[str, Any] | None = None, model: str | None = None,  # noqa: A002
+                     k: int = 10, filter: dict[str, Any] | None = None, model: str | None = None,
                      embedding_space: str | None = None) -> dict[str, Any]:
         """Nearest items by image, text (CLIP) or vector, optionally among those matching a metadata filter."""
         return await self.indexer.search(index, k, filter, images=images, texts=texts, vectors=vectors,
@@ -146,8 +145,8 @@ class SslzooService:
     @bentoml.api(route="/knn_classify")
     @json_errors
     async def knn_classify(self, images: Images = None, vectors: Vecs = None, index: str = "default", k: int = 20,
-                           label_field: str = "label", temperature: float = Field(0.07, gt=0),
-                           filter: dict[str, Any] | None = None, model: str | None = None,  # noqa: A002
+                           label_field: str = "label", temperature: float = 0.07,
+                           filter: dict[str, Any] | None = None, model: str | None = None,
                            embedding_space: str | None = None) -> dict[str, Any]:
         """Label images by a similarity-weighted vote of their labelled neighbours."""
         return await self.indexer.knn_classify(index, k, label_field, temperature, filter, images=images,
@@ -198,4 +197,4 @@ class SslzooService:
         return json_response({"object": "list", "data": data})
 
 
-SslzooService.add_asgi_middleware(RequestGuard)
+SslzooService.add_asgi_middleware(RequestGuard)  # type: ignore[attr-defined]  # a bentoml.Service, not a class

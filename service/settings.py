@@ -58,13 +58,20 @@ class Settings:
             raw = env.get(f"SSLZOO_{field.name.upper()}")
             if raw is None or raw == "":
                 continue
-            kind = type(getattr(cls, field.name, None)) if field.name != "api_key" else str
+            default = getattr(cls, field.name, None)
             try:
-                values[field.name] = Path(raw).expanduser() if field.name == "data_dir" else kind(raw)
+                if isinstance(default, bool) or not isinstance(default, (int, float, Path)):
+                    values[field.name] = raw
+                elif isinstance(default, Path):
+                    values[field.name] = Path(raw).expanduser()
+                else:
+                    values[field.name] = type(default)(raw)
             except ValueError:
-                raise ValueError(f"SSLZOO_{field.name.upper()}={raw!r} is not a valid {kind.__name__}") from None
+                name = f"SSLZOO_{field.name.upper()}"
+                raise ValueError(f"{name}={raw!r} is not a valid {type(default).__name__}") from None
         if "data_dir" not in values:
-            values["data_dir"] = sslzoo_home() / "service"
+            home = env.get("SSLZOO_HOME")
+            values["data_dir"] = (Path(home).expanduser() if home else sslzoo_home()) / "service"
         settings = cls(**values)  # type: ignore[arg-type]
         if settings.backend not in ("auto", "onnx", "torch"):
             raise ValueError(f"SSLZOO_BACKEND must be auto, onnx or torch, not {settings.backend!r}")

@@ -154,33 +154,48 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         return from_mapping(hint, value, where)  # type: ignore[arg-type]
     try:
         if origin is tuple:
-            items = list(value) if isinstance(value, (list, tuple)) else [value]
-            if len(args) == 2 and args[1] is Ellipsis:
-                return tuple(_coerce(v, args[0], where) for v in items)
-            if len(items) != len(args):
-                raise ConfigError(f"{where}: expected {len(args)} values, got {items}")
-            return tuple(_coerce(v, a, where) for v, a in zip(items, args, strict=True))
+            return _coerce_tuple(value, args, where)
         if origin is dict or hint is dict:
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: expected a mapping, got {value!r}")
             return dict(value)
-        if hint is bool:
-            if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-                return value.lower() in ("true", "yes", "1")
-            if not isinstance(value, bool):
-                raise ConfigError(f"{where}: expected true or false, got {value!r}")
-            return value
-        if hint is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ConfigError(f"{where}: expected an integer, got {value!r}")
-            return int(value)
-        if hint is float:
-            return float(value)
-        if hint is str:
-            return str(value)
+        if hint in _SCALARS:
+            return _SCALARS[hint](value, where)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: cannot read {value!r} as {getattr(hint, '__name__', hint)}") from exc
     return value
+
+
+def _coerce_tuple(value: Any, args: tuple[Any, ...], where: str) -> tuple[Any, ...]:
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if len(args) == 2 and args[1] is Ellipsis:
+        return tuple(_coerce(v, args[0], where) for v in items)
+    if len(items) != len(args):
+        raise ConfigError(f"{where}: expected {len(args)} values, got {items}")
+    return tuple(_coerce(v, a, where) for v, a in zip(items, args, strict=True))
+
+
+def _to_bool(value: Any, where: str) -> bool:
+    if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+        return value.lower() in ("true", "yes", "1")
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    return value
+
+
+def _to_int(value: Any, where: str) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    return int(value)
+
+
+def _to_float(value: Any, where: str) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    return float(value)
+
+
+_SCALARS: dict[Any, Any] = {bool: _to_bool, int: _to_int, float: _to_float, str: lambda v, _: str(v)}
 
 
 def from_mapping(cls: type[T], raw: Any, where: str = "recipe") -> T:

@@ -42,18 +42,21 @@ class CollapseMonitor:
     Attributes:
         std_threshold: Warn when :func:`normalized_std` falls below this (uniform spread is 1).
         rank_fraction: Warn when the effective rank falls below this fraction of ``min(B, D)``.
+        grace_steps: No warning before this step: a randomly initialised network (a ViT's class token
+            above all) often starts with poorly spread features, which is not a collapse.
         collapsing: Whether the last check was below a threshold.
     """
 
     std_threshold: float = 0.1
     rank_fraction: float = 0.02
+    grace_steps: int = 0
     collapsing: bool = False
 
     def check(self, embeddings: Tensor, step: int) -> dict[str, float]:
         """Diagnostics of one batch; logs a warning when they cross into collapse."""
         std, rank = normalized_std(embeddings), effective_rank(embeddings)
         rank_floor = max(1.5, self.rank_fraction * min(embeddings.shape))
-        low = std < self.std_threshold or rank < rank_floor
+        low = step > self.grace_steps and (std < self.std_threshold or rank < rank_floor)
         if low and not self.collapsing:
             log.warning(
                 "step %d: embeddings are collapsing: normalised std %.3f (1 = spread, warn below %.2f), "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from training.distributed import DistInfo, setup
 from training.evaluate import embed_images, evaluate_encoder
 from training.plots import projection_png, read_metrics, training_curves_png
 from training.registry import get_method
-from training.trainer import METRICS_FILE, Trainer, TrainResult, check_batch_size
+from training.trainer import METRICS_FILE, Callback, Trainer, TrainResult, check_batch_size
 from zoo.data import ImageDataset, load_dataset
 from zoo.encoders import ImageEncoder, build_encoder
 from zoo.errors import ConfigError, DataError
@@ -134,14 +135,16 @@ def _changed_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> lis
 
 
 def train_method(recipe: Recipe, run_dir: Path, *, resume: bool = False, dist_info: DistInfo | None = None,
-                 data: ImageDataset | None = None) -> tuple[TrainResult, nn.Module, ImageDataset]:
+                 data: ImageDataset | None = None,
+                 callbacks: Sequence[Callback] = ()) -> tuple[TrainResult, nn.Module, ImageDataset]:
     """Build everything the recipe names and train it; returns the result, the method and the data."""
     dist_info = dist_info or setup(recipe.train.device)
     data = data if data is not None else load_training_data(recipe)
     torch.manual_seed(recipe.train.seed)  # the same initial weights on every rank and every run
     method = build_method(recipe, build_run_encoder(recipe, data))
     check_batch_size(method, recipe.train.batch_size, recipe.method)
-    trainer = Trainer(method, data.images, recipe.train, run_dir, dist_info=dist_info, name=recipe.method)
+    trainer = Trainer(method, data.images, recipe.train, run_dir, dist_info=dist_info, name=recipe.method,
+                      callbacks=callbacks)
     return trainer.fit(resume=resume), method, data
 
 

@@ -145,7 +145,7 @@ class Trainer:
         self.wd_schedule = CosineSchedule(config.weight_decay, wd_end, self.total_steps, 0, config.weight_decay)
         self.dtype = autocast_dtype(config.precision, device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
-        self.monitor = CollapseMonitor()
+        self.monitor = CollapseMonitor(grace_steps=warmup)
         self.skipped_steps = self.bad_steps_in_row = 0
 
     def _total_steps(self) -> int:

@@ -42,6 +42,7 @@ from huggingface_hub import (
 from huggingface_hub import constants as hf_constants
 from huggingface_hub.errors import (
     CachedRepoTreeNotFoundError,
+    GatedRepoError,
     HfHubHTTPError,
     LocalEntryNotFoundError,
     OfflineModeIsEnabled,
@@ -52,6 +53,7 @@ from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.utils import sha as hf_sha
 
+from zoo.catalogue import CatalogueEntry, by_repo, find
 from zoo.errors import ConfigError, ManifestError, RefError, SslzooError
 from zoo.manifest import MANIFEST, sha256_file
 from zoo.refs import HUB_PREFIX
@@ -140,6 +142,8 @@ def _hub_errors(api: HfApi, repo_id: str, revision: str | None, action: str) -> 
         yield
     except SslzooError:
         raise
+    except GatedRepoError as exc:
+        raise RefError(f"{repo_id} is gated: accept its conditions on {where}/{repo_id} and pass a token") from exc
     except (RevisionNotFoundError, RepositoryNotFoundError) as exc:
         refs = _refs_text(api, repo_id)
         if refs is not None and revision:
@@ -277,25 +281,29 @@ def pull(ref_or_repo: str, *, revision: str | None = None, endpoint: str | None 
     Returns:
         The registered entry; its config records ``extra["hub"] = {repo_id, revision, commit, format}``.
     """
-    from zoo import catalogue, hub_formats
+    from zoo import hub_formats
 
-    known = catalogue.find(ref_or_repo.removeprefix(HUB_PREFIX))
-    repo_id, revision = parse_target(known.repo_id if known and "/" not in ref_or_repo else ref_or_repo, revision)
-    known = known or catalogue.by_repo(repo_id)
+    repo_id, revision, known = _target(ref_or_repo, revision)
     if known is not None and format is None and known.format not in hub_formats.formats():
         raise ConfigError(f"{known.name} ({known.repo_id}) is a {known.format} checkpoint, which sslzoo cannot load "
                           f"yet: {known.notes}")
     registry = registry or Registry()
+    if revision is not None and _COMMIT_RE.match(revision):
+        pinned = _registered(registry, repo_id, revision)  # a pinned commit never changes: no request needed
+        if pinned is not None:
+            return pinned
     api = HfApi(endpoint=resolve_endpoint(endpoint), token=token, library_name="sslzoo")
     with _hub_errors(api, repo_id, revision, "pulling"):
         listing = list_remote(api, repo_id, revision, cache_dir)
-        existing = _registered(registry, repo_id, listing.commit)
-        if existing is not None:
-            log.info("%s@%s is already registered as %s", repo_id, listing.commit[:12], existing.ref)
-            return existing
-        def read_json(name: str) -> Any:
-            return read_json_file(api, listing, name, cache_dir)
+    existing = _registered(registry, repo_id, listing.commit)
+    if existing is not None:
+        log.info("%s@%s is already registered as %s", repo_id, listing.commit[:12], existing.ref)
+        return existing
 
+    def read_json(name: str) -> Any:
+        return read_json_file(api, listing, name, cache_dir)
+
+    with _hub_errors(api, repo_id, revision, "pulling"):
         chosen, wanted = hub_formats.choose(set(listing.files), read_json, format or (known.format if known else None),
                                             repo_id)
         folder = download(api, listing, wanted, cache_dir)
@@ -308,7 +316,23 @@ def pull(ref_or_repo: str, *, revision: str | None = None, endpoint: str | None 
     return entry
 
 
+def _target(ref_or_repo: str, revision: str | None) -> tuple[str, str | None, CatalogueEntry | None]:
+    """Repo, revision and catalogue entry of what a user wrote (a catalogue name stands for its repo)."""
+    name, at, inline = ref_or_repo.strip().removeprefix(HUB_PREFIX).partition("@")
+    known = find(name) if "/" not in name else None
+    repo_id, revision = parse_target(f"{known.repo_id}{at}{inline}" if known else ref_or_repo, revision)
+    return repo_id, revision or (known.revision if known else None), known or by_repo(repo_id)
+
+
 # -- push ------------------------------------------------------------------------------------------
+def _remote_files(api: HfApi, repo_id: str, branch: str) -> list[str]:
+    """The files on a branch; none when the repo has no commit yet."""
+    try:
+        return api.list_repo_files(repo_id, revision=branch)
+    except RevisionNotFoundError:
+        return []
+
+
 def push(ref: str | Path, repo_id: str, *, revision: str | None = None, private: bool = False,
          endpoint: str | None = None, token: str | None = None, tag: str | None = None,
          commit_message: str | None = None, registry: Registry | None = None) -> PushResult:
@@ -342,7 +366,7 @@ def push(ref: str | Path, repo_id: str, *, revision: str | None = None, private:
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         if branch != hf_constants.DEFAULT_REVISION:
             api.create_branch(repo_id, branch=branch, exist_ok=True)
-        stale = [p for p in api.list_repo_files(repo_id, revision=branch) if p not in names and p != ".gitattributes"]
+        stale = [p for p in _remote_files(api, repo_id, branch) if p not in names and p != ".gitattributes"]
         operations: list[CommitOperationAdd | CommitOperationDelete] = [
             CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(entry.path / name)) for name in names]
         operations += [CommitOperationDelete(path_in_repo=path) for path in stale]

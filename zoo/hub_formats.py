@@ -206,12 +206,50 @@ class OpenClipFormat:
         return [OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS]
 
     def register(self, context: Context, name: str, registry: Registry) -> Entry:
+        from zoo.api import save_files
+        from zoo.torch_backend import model_files
+
         try:
             from zoo import openclip
         except ImportError as exc:
             raise ConfigError(f"{context.repo_id}: open_clip repos are converted by zoo.openclip, which this "
                               "installation does not have") from exc
-        raise ConfigError(f"{context.repo_id}: {openclip.__name__} has no converter yet")
+        raw = json.loads((context.folder / OPEN_CLIP_CONFIG).read_text())
+        model_cfg = raw.get("model_cfg") if isinstance(raw, dict) else None
+        if not isinstance(model_cfg, dict):
+            raise ConfigError(f"{context.repo_id}: {OPEN_CLIP_CONFIG} has no model_cfg")
+        resize_mode = (raw.get("preprocess_cfg") or {}).get("resize_mode", "shortest")
+        if resize_mode != "shortest":
+            raise ConfigError(f"{context.repo_id}: open_clip resize_mode {resize_mode!r} is not supported "
+                              "(only 'shortest' then centre crop)")
+        model = open_clip_model(openclip, context.folder)
+        facts = provenance(context, None)
+        clip = openclip.convert_open_clip(model, context.repo_id, model_cfg, source=context.source,
+                                          license=facts["license"])
+        config = with_hub(clip.config.replace(data=facts["data"]), context)
+        return save_files(name, config, model_files(clip), registry=registry)
+
+
+def open_clip_model(openclip: Any, folder: Path) -> Any:
+    """open_clip's own model for a repo's ``open_clip_config.json``, loaded strictly from the safetensors.
+
+    open_clip builds the architecture and preprocessing from the config alone (``local-dir:`` on a folder
+    holding only the config, so it never looks for, let alone unpickles, a weights file); the weights are
+    then loaded here, strictly, from ``open_clip_model.safetensors``.
+    """
+    import shutil
+    import tempfile
+
+    from safetensors.torch import load_file
+
+    from zoo.encoders import load_strict
+
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copyfile(folder / OPEN_CLIP_CONFIG, Path(tmp) / OPEN_CLIP_CONFIG)
+        model = openclip._open_clip().create_model(f"local-dir:{tmp}")
+    state = {k: v for k, v in load_file(str(folder / OPEN_CLIP_WEIGHTS)).items() if k != "attn_mask"}
+    load_strict(model, state, OPEN_CLIP_WEIGHTS)
+    return model.eval()
 
 
 # -- timm ------------------------------------------------------------------------------------------

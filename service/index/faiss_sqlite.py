@@ -101,6 +101,7 @@ class FaissSqliteIndex:
     # -- FAISS structure ---------------------------------------------------------------------------
     def _empty(self) -> faiss.Index:
         spec = self.spec
+        inner: Any  # faiss's stubs type each structure apart
         if spec.kind == "hnsw":
             inner = faiss.IndexHNSWFlat(spec.dim, spec.hnsw_m, faiss.METRIC_INNER_PRODUCT)
             inner.hnsw.efConstruction = spec.ef_construction
@@ -157,7 +158,7 @@ class FaissSqliteIndex:
         if self.spec.kind == "hnsw":
             self._dead.update(labels)
         else:
-            index.remove_ids(np.asarray(labels, dtype=np.int64))
+            index.remove_ids(np.asarray(labels, dtype=np.int64))  # type: ignore[arg-type]
 
     def _after_write(self, changes: int) -> None:
         self._changes_since_snapshot += changes
@@ -207,7 +208,8 @@ class FaissSqliteIndex:
         try:
             for sql, rows in statements:
                 db.executemany(sql, [tuple(seq if v is _SEQ else v for v in row) for row in rows])
-            db.executemany("UPDATE meta SET value = ? WHERE key = ?", [(str(seq), "seq"), (str(next_label), "next_label")])
+            counters = [(str(seq), "seq"), (str(next_label), "next_label")]
+            db.executemany("UPDATE meta SET value = ? WHERE key = ?", counters)
             db.execute("COMMIT")  # WAL append + fsync (synchronous=FULL): durable from here on
         except BaseException:
             db.execute("ROLLBACK")
@@ -260,7 +262,7 @@ class FaissSqliteIndex:
         """The ``k`` highest inner products per query among items matching ``where``."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         with self._lock:
-            selector = None
+            selector: Any = None
             if where:
                 allowed = self._allowed(where)
                 if len(allowed) == 0:
@@ -275,9 +277,10 @@ class FaissSqliteIndex:
             if k <= 0:
                 return [[] for _ in range(len(queries))]
             if self.spec.kind == "hnsw":
-                params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(self.spec.ef_search, k))
+                params = faiss.SearchParametersHNSW(  # type: ignore[attr-defined]
+                    sel=selector, efSearch=max(self.spec.ef_search, k))
             else:
-                params = faiss.SearchParameters(sel=selector) if selector is not None else None
+                params = faiss.SearchParameters(sel=selector) if selector is not None else None  # type: ignore[call-arg]
             scores, labels = self._index.search(queries, k, params=params)
             found = {int(label) for label in labels.ravel() if label >= 0}
             rows: dict[int, tuple[str, str]] = {}

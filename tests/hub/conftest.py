@@ -44,6 +44,12 @@ class Server:
         """Queue faults for the next GETs of files (``drop``, ``corrupt``, ``error``); ``{}`` clears them."""
         httpx.post(f"{self.url}/_test/faults", json=plan, timeout=10).raise_for_status()
 
+    def pending_faults(self) -> dict[str, list[str]]:
+        """Faults queued but not yet served: ``{}`` once every one has hit a download."""
+        response = httpx.get(f"{self.url}/_test/faults", timeout=10)
+        response.raise_for_status()
+        return dict(response.json())
+
 
 def _wait_until_up(url: str, process: subprocess.Popen[str], what: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
@@ -114,6 +120,7 @@ def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
     monkeypatch.delenv("SSLZOO_HF_ENDPOINT", raising=False)
     monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
     disable_progress_bars()
     return cache
 

@@ -357,12 +357,13 @@ async def refs(request: Request) -> Response:
     return JSONResponse({"branches": branches, "tags": tags, "converts": []})
 
 
-async def set_faults(request: Request) -> Response:
-    body = await request.json()
-    HUB.faults.clear()
-    for path, modes in body.items():
-        HUB.faults[path] = list(modes)
-    return JSONResponse({k: list(v) for k, v in HUB.faults.items()})
+async def faults(request: Request) -> Response:
+    """``POST`` replaces the queued faults; ``GET`` shows what is still queued (consumed ones are gone)."""
+    if request.method == "POST":
+        HUB.faults.clear()
+        for path, modes in (await request.json()).items():
+            HUB.faults[path] = list(modes)
+    return JSONResponse({k: list(v) for k, v in HUB.faults.items() if v})
 
 
 async def resolve(request: Request) -> Response:
@@ -434,7 +435,7 @@ ROUTES = [
     Route("/api/models/{org}/{name}/tree/{revision}", tree, methods=["GET"]),
     Route("/api/models/{org}/{name}/tree/{revision}/{path:path}", tree, methods=["GET"]),
     Route("/api/models/{org}/{name}/refs", refs, methods=["GET"]),
-    Route("/_test/faults", set_faults, methods=["POST"]),
+    Route("/_test/faults", faults, methods=["GET", "POST"]),
     Route("/{org}/{name}/resolve/{revision}/{path:path}", resolve, methods=["GET", "HEAD"]),
 ]
 

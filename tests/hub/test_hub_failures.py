@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from huggingface_hub import HfApi
 from hubserver import seed_repo
+from huggingface_hub import HfApi
 
 import zoo
 from zoo import hub
@@ -75,7 +75,7 @@ def test_pickle_only_repo_is_refused_without_downloading_the_pickle(hub_server, 
 def test_open_clip_repo_with_only_a_pickle_is_refused(hub_server, hf_cache, repo_id):
     seed_repo(hub_server.root, repo_id, {"open_clip_config.json": b'{"model_cfg": {}}',
                                          "open_clip_pytorch_model.bin": b"\x80\x04K\x01."})
-    with pytest.raises(UnsafeWeightsError, match="open_clip_pytorch_model.bin"):
+    with pytest.raises(UnsafeWeightsError, match=r"open_clip_pytorch_model\.bin"):
         hub.pull(repo_id, endpoint=hub_server.url)
     assert not _cached(hf_cache, ".bin")
 
@@ -93,7 +93,7 @@ def test_repos_sslzoo_cannot_load(hub_server, repo_id):
 
 
 def test_catalogue_checkpoint_in_an_unsupported_layout_is_refused_before_any_download():
-    with pytest.raises(ConfigError, match="ijepa-vith14 .*transformers checkpoint"):
+    with pytest.raises(ConfigError, match=r"ijepa-vith14 .*transformers checkpoint"):
         hub.pull("ijepa-vith14", endpoint="http://127.0.0.1:9")  # nothing listens there: no request is made
 
 
@@ -102,6 +102,7 @@ def test_connection_dropped_mid_body_then_server_down(pushed, hub_server, hf_cac
     hub_server.faults({"model.safetensors": ["drop", "error", "error", "error"]})
     with pytest.raises(hub.HubError, match="nothing was registered"):
         hub.pull(repo_id, endpoint=hub_server.url)
+    assert hub_server.pending_faults() == {"model.safetensors": ["error", "error"]}  # cut, then one failed resume
     assert zoo.list() == [e for e in zoo.list() if e.name == "tiny"]  # nothing registered from the hub
     assert not _cached(hf_cache, ".incomplete")
     assert all(b.stat().st_size < 100_000 for b in _blobs(hf_cache))  # small files only: no half weights
@@ -115,13 +116,14 @@ def test_a_dropped_connection_is_resumed_and_the_result_verified(pushed, hub_ser
     repo_id, _, expected = pushed
     hub_server.faults({"model.safetensors": ["drop"]})  # huggingface_hub resumes with a Range request
     entry = hub.pull(repo_id, endpoint=hub_server.url)
+    assert hub_server.pending_faults() == {}  # the connection really was cut once
     np.testing.assert_array_equal(zoo.load(entry.ref).embed_uint8(IMAGES), expected)
 
 
 def test_a_corrupt_download_is_evicted_and_never_registered(pushed, hub_server, hf_cache):
     repo_id, commit, expected = pushed
     hub_server.faults({"model.safetensors": ["corrupt"]})  # right length, wrong bytes
-    with pytest.raises(ManifestError, match="model.safetensors does not match its sha256"):
+    with pytest.raises(ManifestError, match=r"model\.safetensors does not match its sha256"):
         hub.pull(repo_id, endpoint=hub_server.url)
     assert [e.name for e in zoo.list()] == ["tiny"]
     snapshot = next(hf_cache.rglob(f"snapshots/{commit}"))
@@ -134,7 +136,7 @@ def test_a_repo_edited_behind_the_manifest_is_refused(pushed, hub_server):
     repo_id, _, _ = pushed
     other = zoo.save(zoo.build_encoder("vit_nano", in_chans=1), "other")
     seed_repo(hub_server.root, repo_id, {"model.safetensors": other.path / "model.safetensors"}, message="swap")
-    with pytest.raises(ManifestError, match="model.safetensors does not match its sha256 in manifest.json"):
+    with pytest.raises(ManifestError, match=r"model\.safetensors does not match its sha256 in manifest\.json"):
         hub.pull(repo_id, endpoint=hub_server.url)
     assert {e.name for e in zoo.list()} == {"tiny", "other"}
 
@@ -142,10 +144,11 @@ def test_a_repo_edited_behind_the_manifest_is_refused(pushed, hub_server):
 OFFLINE_SCRIPT = """
 import sys, numpy as np, zoo
 from zoo import hub
-images = np.load(sys.argv[2])
-model = zoo.load(sys.argv[1])
-np.save(sys.argv[3], model.embed_uint8(images))
-print(model.entry.ref, model.entry.read_config().extra["hub"]["commit"])
+images = np.load(sys.argv[1])
+for ref, out in zip(sys.argv[2::2], sys.argv[3::2]):
+    model = zoo.load(ref)
+    np.save(out, model.embed_uint8(images))
+    print(model.entry.ref, model.entry.read_config().extra["hub"]["commit"])
 try:
     hub.pull("acme/never-pulled")
 except hub.HubError as exc:
@@ -154,16 +157,19 @@ except hub.HubError as exc:
 
 
 def test_offline_from_a_filled_cache(pushed, hub_server, hf_cache, tmp_path):
+    """``HF_HUB_OFFLINE`` is read at import, so the offline run is a fresh process with an empty registry."""
     repo_id, commit, expected = pushed
     hub.pull(repo_id, endpoint=hub_server.url)  # fills the huggingface_hub cache
     np.save(tmp_path / "images.npy", IMAGES)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(hf_cache),
            "SSLZOO_HOME": str(tmp_path / "fresh-home"), "SSLZOO_HF_ENDPOINT": "http://127.0.0.1:9"}
-    for ref in (f"hf-hub:{repo_id}", f"hf-hub:{repo_id}@{commit}"):
-        out = subprocess.run([sys.executable, "-c", OFFLINE_SCRIPT, ref, str(tmp_path / "images.npy"),
-                              str(tmp_path / "out.npy")], env=env, capture_output=True, text=True, timeout=300)
-        assert out.returncode == 0, out.stderr
-        ref_line, error_line = out.stdout.strip().splitlines()
-        assert ref_line == f"{hub.entry_name(repo_id)}@1 {commit}"
-        assert error_line.startswith("ERROR offline (HF_HUB_OFFLINE=1) and acme/never-pulled@main was never pulled")
-        np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), expected)
+    args = [str(tmp_path / "images.npy"), f"hf-hub:{repo_id}", str(tmp_path / "main.npy"),
+            f"hf-hub:{repo_id}@{commit}", str(tmp_path / "pinned.npy")]
+    out = subprocess.run([sys.executable, "-c", OFFLINE_SCRIPT, *args], env=env, capture_output=True, text=True,
+                         timeout=300, check=False)
+    assert out.returncode == 0, out.stderr
+    by_branch, by_commit, error = out.stdout.strip().splitlines()
+    assert by_branch == by_commit == f"{hub.entry_name(repo_id)}@1 {commit}"
+    assert error.startswith("ERROR offline (HF_HUB_OFFLINE=1) and acme/never-pulled@main was never pulled")
+    for name in ("main", "pinned"):
+        np.testing.assert_array_equal(np.load(tmp_path / f"{name}.npy"), expected)

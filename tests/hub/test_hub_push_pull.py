@@ -131,7 +131,7 @@ def test_push_refuses_a_modified_entry(hub_server, repo_id):
     weights = entry.path / "model.safetensors"
     weights.chmod(0o644)
     weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
-    with pytest.raises(zoo.ManifestError, match="model.safetensors"):
+    with pytest.raises(zoo.ManifestError, match=r"model\.safetensors"):
         hub.push("tiny", repo_id, endpoint=hub_server.url, token=hub_server.token)
     with pytest.raises(RepositoryNotFoundError):
         HfApi(endpoint=hub_server.url).model_info(repo_id)  # nothing was created before the check

@@ -11,7 +11,7 @@ CAPTIONS = ["a red circle", "a blue square", "a green star", "a yellow triangle"
 
 @pytest.fixture(scope="session")
 def service_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A registry with ``default`` (ViT-nano, 28 px RGB) and ``tinyclip`` (ViT-nano + 2-layer text tower)."""
+    """A registry with ``default`` (ViT-nano, 28 px RGB) and ``clip`` (ViT-nano + 2-layer text tower)."""
     import torch
 
     import zoo

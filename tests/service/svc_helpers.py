@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import os
+import re
 import signal
 import socket
 import struct
@@ -80,10 +82,8 @@ class Server:
         self.log.close()
 
     def _signal(self, sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)  # the group this test created (start_new_session)
-        except ProcessLookupError:
-            pass
 
     # -- HTTP --------------------------------------------------------------------------------------
     def post(self, path: str, body: Any = None, key: str | None = None, **kwargs: Any) -> requests.Response:
@@ -130,3 +130,26 @@ def bomb_png(side: int = 20_000) -> bytes:
     idat = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
     header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1-bit greyscale
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+# -- documentation examples ------------------------------------------------------------------------
+BEGIN, END = "<!-- service-examples:begin", "<!-- service-examples:end -->"
+_BLOCK = re.compile(r"^```(bash|python)[^\n]*\n(.*?)^```", re.S | re.M)
+
+
+def extract_examples(path: Path) -> list[tuple[str, str]]:
+    """``(language, code)`` of every bash and python block between the example markers of a Markdown file.
+
+    The same extractor serves ``docs/service.md`` and the README once the examples are copied there
+    with their markers.
+    """
+    text = path.read_text()
+    examples = []
+    while BEGIN in text:
+        start = text.index(BEGIN)
+        end = text.find(END, start)
+        if end < 0:
+            raise AssertionError(f"{path}: {BEGIN} without {END}")
+        examples += [(m.group(1), m.group(2)) for m in _BLOCK.finditer(text[start:end])]
+        text = text[end + len(END):]
+    return examples

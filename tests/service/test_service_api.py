@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import base64
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from svc_helpers import Server, bomb_png, data_uri, image_uri, png_bytes
+from svc_helpers import REPO, Server, bomb_png, data_uri, extract_examples, image_uri, png_bytes
 
 import zoo
 from zoo.zeroshot import build_classifier, softmax
@@ -54,7 +57,7 @@ def test_models_lists_the_registry(server, service_home):
     assert refs["clip@1"]["clip"] and refs["clip@1"]["embed_dim"] == 32
     assert refs["default@1"]["embedding_space"] == zoo.Registry(service_home).resolve("default").embedding_space
     openai_ids = [m["id"] for m in server.get("/v1/models").json()["data"]]
-    assert openai_ids == ["default@1", "clip@1"]
+    assert sorted(openai_ids) == ["clip@1", "default@1"]
 
 
 def test_embed_matches_in_process_model_for_json_base64_and_multipart(server, reference_models):
@@ -283,3 +286,26 @@ def test_bad_requests_below_json_are_4xx(server):
         assert "error" in response.json()
     assert server.post("/embed", {"images": [image_uri(5)]}).status_code == 200
     assert server.get("/readyz").status_code == 200
+
+
+EXAMPLE_FILES = [REPO / "docs" / "service.md", REPO / "README.md"]
+EXAMPLES = [(f"{path.name}:{i}:{lang}", lang, code) for path in EXAMPLE_FILES if path.is_file()
+            for i, (lang, code) in enumerate(extract_examples(path))]
+
+
+def test_docs_hold_examples_of_each_client():
+    codes = " ".join(code for _, _, code in EXAMPLES)
+    assert "curl" in codes and "bentoml.SyncHTTPClient" in codes and "from openai import OpenAI" in codes
+
+
+@pytest.mark.parametrize(("lang", "code"), [e[1:] for e in EXAMPLES], ids=[e[0] for e in EXAMPLES])
+def test_docs_example_runs(server, tmp_path, lang, code):
+    for name, seed in (("cat.png", 1), ("dog.png", 2)):
+        (tmp_path / name).write_bytes(png_bytes(size=(48, 40), seed=seed))
+    code = code.replace("http://localhost:3000", server.url)
+    command = ["bash", "-euo", "pipefail", "-c", code] if lang == "bash" else [sys.executable, "-c", code]
+    env = {**os.environ, "SSLZOO_API_KEY": KEY}
+    done = subprocess.run(command, check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    print(done.stdout)  # shown with pytest -s: what a reader of the docs would see
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    assert done.stdout.strip() and '"error"' not in done.stdout, done.stdout

@@ -25,13 +25,19 @@ PRETRAINED_IMAGE = ("efficientnet_lite0", LITE0_ARCH)
 TEXT_TOWERS = ("transformer", "minilm")
 
 
-def image_tower(image: str, dataset: ImageDataset, embed_dim: int, img_size: int | None = None,
+def image_tower(image: str | ImageEncoder, dataset: ImageDataset, embed_dim: int, img_size: int | None = None,
                 **image_args: Any) -> ImageEncoder:
     """A timm image tower with a linear projection to ``embed_dim`` (timm's head).
 
     ``efficientnet_lite0`` loads the ImageNet weights (224 px by default); any other name is a preset
     or timm architecture initialised at random, at the dataset's resolution by default.
     """
+    if isinstance(image, ImageEncoder):
+        if image.embed_dim != embed_dim:
+            raise ConfigError(f"the image encoder gives {image.embed_dim}-d vectors, the joint space is {embed_dim}-d")
+        info = image.config.extra.get("image_tower", {"init": "random", "license": dataset.license})
+        image.config = image.config.replace(extra={**image.config.extra, "image_tower": info})
+        return image
     if image in PRETRAINED_IMAGE:
         return efficientnet_lite0_encoder(embed_dim=embed_dim, img_size=img_size or 224)
     size = img_size or int(dataset.images.shape[1])
@@ -55,7 +61,7 @@ def text_tower(text: str, dataset: ImageDataset, embed_dim: int, context_length:
     return TextEncoder(config, tokenizer)
 
 
-def build_clip_model(dataset: ImageDataset, *, image: str = "resnet_narrow", text: str = "transformer",
+def build_clip_model(dataset: ImageDataset, *, image: str | ImageEncoder = "resnet_narrow", text: str = "transformer",
                      embed_dim: int = 256, img_size: int | None = None, context_length: int = 32,
                      vocab_size: int = 4096, text_args: dict[str, Any] | None = None,
                      **image_args: Any) -> ClipModel:

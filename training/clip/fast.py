@@ -70,6 +70,7 @@ class FitResult:
     losses: list[float] = field(default_factory=list)
     scale: float = 0.0
     seconds: float = 0.0
+    image_embeddings: Tensor | None = None  # of view 0, as the fit computed them (before folding)
 
 
 def fit_projections(model: ClipModel, table: CaptionTable, image_feats: Tensor, text_feats: Tensor, *,
@@ -118,6 +119,7 @@ def fit_projections(model: ClipModel, table: CaptionTable, image_feats: Tensor, 
         sched.step()
         result.losses.append(float(value))
     with torch.no_grad():  # fold the standardisation into the affine head
+        result.image_embeddings = F.normalize(img_proj((image_feats[0] - mean) / std), dim=-1)
         weight = img_proj.weight / std
         head.weight.copy_(weight)
         head.bias.copy_(img_proj.bias - weight @ mean)

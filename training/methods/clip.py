@@ -27,6 +27,7 @@ from training.parts.views import BatchViews, ViewConfig
 from training.registry import register_method
 from zoo.clip import ClipModel
 from zoo.data import ImageDataset
+from zoo.encoders import ImageEncoder
 
 
 def clip_view(size: tuple[int, int], crop_scale: float = 1.0) -> ViewConfig:
@@ -45,7 +46,6 @@ def image_trunk_and_head(model: ClipModel) -> tuple[nn.Module, nn.Module]:
     return backbone, backbone.get_classifier()
 
 
-@register_method("clip")
 class Clip(Method):
     """CLIP training around a :class:`ClipModel` and the dataset's :class:`CaptionTable`.
 
@@ -78,13 +78,17 @@ class Clip(Method):
             _freeze(model.text.tower, keep=getattr(model.text.tower, "projection", None))
 
     @classmethod
-    def from_dataset(cls, dataset: ImageDataset, *, image: str = "resnet_narrow", text: str = "transformer",
-                     embed_dim: int = 256, img_size: int | None = None, context_length: int = 32,
-                     positives: str = "caption", lock_image: bool = False, lock_text: bool = False,
-                     crop_scale: float = 1.0, seed: int = 0, **model_args: Any) -> Clip:
-        """Build the pair (see :func:`training.clip.build.build_clip_model`) and the caption table."""
-        model = build_clip_model(dataset, image=image, text=text, embed_dim=embed_dim, img_size=img_size,
-                                 context_length=context_length, **model_args)
+    def from_dataset(cls, dataset: ImageDataset, *, encoder: ImageEncoder | None = None, image: str = "resnet_narrow",
+                     text: str = "transformer", embed_dim: int = 256, img_size: int | None = None,
+                     context_length: int = 32, positives: str = "caption", lock_image: bool = False,
+                     lock_text: bool = False, crop_scale: float = 1.0, seed: int = 0, **model_args: Any) -> Clip:
+        """Build the pair (see :func:`training.clip.build.build_clip_model`) and the caption table.
+
+        ``encoder`` (the trainer's recipe-built image encoder, with a projection head) replaces ``image``.
+        """
+        model = build_clip_model(dataset, image=encoder if encoder is not None else image, text=text,
+                                 embed_dim=encoder.embed_dim if encoder is not None else embed_dim,
+                                 img_size=img_size, context_length=context_length, **model_args)
         table = build_caption_table(dataset, model.text.tokenizer, context_length, positives)
         return cls(model, table, lock_image=lock_image, lock_text=lock_text, crop_scale=crop_scale, seed=seed)
 
@@ -148,6 +152,22 @@ class Clip(Method):
     def state_for_log(self) -> dict[str, Any]:
         """What is worth printing at the start of a run."""
         return {"captions": dict(self.captions.info), "lock_image": self.lock_image, "lock_text": self.lock_text}
+
+
+@register_method("clip")
+def build_clip_method(encoder: ImageEncoder | None = None, *, dataset: ImageDataset, image: str = "resnet_narrow",
+                      text: str = "transformer", embed_dim: int = 256, img_size: int | None = None,
+                      context_length: int = 32, positives: str = "caption", lock_image: bool = False,
+                      lock_text: bool = False, crop_scale: float = 1.0, seed: int = 0, vocab_size: int = 4096,
+                      text_args: dict[str, Any] | None = None) -> Clip:
+    """The registry's factory: ``get_method("clip")(encoder=..., dataset=..., **method_args)``.
+
+    Unlike the image-only methods CLIP needs the dataset (its captions), so the trainer passes it.
+    """
+    return Clip.from_dataset(dataset, encoder=encoder, image=image, text=text, embed_dim=embed_dim, img_size=img_size,
+                             context_length=context_length, positives=positives, lock_image=lock_image,
+                             lock_text=lock_text, crop_scale=crop_scale, seed=seed, vocab_size=vocab_size,
+                             text_args=text_args)
 
 
 def _freeze(module: nn.Module, keep: nn.Module | None) -> None:

@@ -1,0 +1,205 @@
+"""CLIP quality on the bundled captioned sets, under a CPU budget: zero-shot and retrieval versus chance.
+
+Runs (each on ``shapes`` and/or ``emoji``):
+
+* ``own``      — our text transformer (WordPiece on the captions) + a small image network, both from scratch;
+* ``lit``      — locked MiniLM text tower (its projection trains) + the same small image network from scratch;
+* ``locked``   — locked MiniLM + locked ImageNet EfficientNet-Lite0, two linear projections trained on
+                 precomputed features (the calibration run);
+* ``locked+``  — the same towers with what moved the figure (see ``--help`` and the printed notes).
+
+Evaluation never sees training images: ``shapes`` test images (another random stream) and the emoji
+``heldout`` split, whose concept *families* never occur in training. Emoji zero-shot is reported per
+concept (macro: every concept weighs the same, so the many skin-tone variants of a few people emoji
+do not dominate) and per image.
+
+    nice -n 10 python benchmarks/clip_quality.py --data emoji --runs locked,locked+
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from training.clip.captions import build_caption_table
+from training.clip.fast import fit_projections, image_features, text_features
+from training.data import BatchLoader
+from training.methods.clip import Clip
+from zoo import zeroshot as zs
+from zoo.clip import ClipModel
+from zoo.data import ImageDataset, load_dataset
+from zoo.data.emoji_catalog import describe
+from zoo.data.shapes import COLOURS, POSITIONS, SHAPES
+
+log = logging.getLogger("clip_quality")
+EMOJI_TEMPLATES = ("an emoji of {}", "{}", "a picture of {}")
+
+
+# -- evaluation ---------------------------------------------------------------------------------------
+def shapes_tasks(test: ImageDataset) -> list[tuple[str, list[str], tuple[str, ...], np.ndarray]]:
+    """(task, class names, templates, labels): each attribute, prompts ensembled over the other attributes."""
+    meta = test.meta or []
+    shapes, colours, positions = list(SHAPES), list(COLOURS), list(POSITIONS)
+    where = [POSITIONS[p][1] for p in positions]
+    composed = [f"{c} {s}" for c in colours for s in shapes]
+    return [
+        ("shape", shapes, tuple(f"a {c} {{}}" for c in colours), np.array([shapes.index(m["shape"]) for m in meta])),
+        ("colour", colours, tuple(f"a {{}} {s}" for s in shapes), np.array([colours.index(m["colour"]) for m in meta])),
+        ("position", where, tuple(f"a {s} {{}}" for s in shapes),
+         np.array([positions.index(m["position"]) for m in meta])),
+        ("composed", composed, ("a {}", "a picture of a {}"),
+         np.array([composed.index(f"{m['colour']} {m['shape']}") for m in meta])),
+    ]
+
+
+def zero_shot_rows(model: ClipModel, test: ImageDataset, image_emb: np.ndarray) -> list[tuple[str, str, str]]:
+    """Table rows (task, figures, chance) for the dataset's zero-shot tasks."""
+    scale = float(model.scale())
+    rows = []
+    if test.name == "shapes":
+        for task, names, templates, labels in shapes_tasks(test):
+            scores = zs.logits(image_emb, zs.build_classifier(model.embed_texts, names, templates), scale)
+            acc = zs.accuracy(scores, labels)
+            c = len(names)
+            rows.append((f"zero-shot {task} ({c} classes)", f"top1 {acc['top1']:.1%}  top5 {acc['top5']:.1%}",
+                         f"{1 / c:.1%} / {min(5, c) / c:.1%}"))
+        return rows
+    names = [describe(c, []) for c in test.class_names or []]
+    scores = zs.logits(image_emb, zs.build_classifier(model.embed_texts, names, EMOJI_TEMPLATES), scale)
+    macro, micro = zs.macro_accuracy(scores, test.labels), zs.accuracy(scores, test.labels)
+    c = len(names)
+    rows.append((f"zero-shot held-out concepts, macro ({c})", f"top1 {macro['top1']:.1%}  top5 {macro['top5']:.1%}",
+                 f"{1 / c:.2%} / {5 / c:.2%}"))
+    rows.append((f"zero-shot held-out, per image ({len(test)})", f"top1 {micro['top1']:.1%}  top5 {micro['top5']:.1%}",
+                 f"{1 / c:.2%} / {5 / c:.2%}"))
+    return rows
+
+
+def retrieval_rows(model: ClipModel, test: ImageDataset, image_emb: np.ndarray) -> list[tuple[str, str, str]]:
+    """Recall@1/5/10 both ways over the test captions (several per image), with chance."""
+    captions = [[c for c in cs if c.strip()] for cs in test.captions or []]
+    texts = [c for cs in captions for c in cs]
+    owner = np.repeat(np.arange(len(captions)), [len(cs) for cs in captions])
+    got = zs.retrieval_recall(image_emb, model.embed_texts(texts), owner)
+    chance = zs.retrieval_chance(len(captions), owner)
+    rows = []
+    for way, label in (("i2t", "image→text"), ("t2i", "text→image")):
+        figures = "  ".join(f"R@{k} {got[f'{way}_r@{k}']:.1%}" for k in (1, 5, 10))
+        base = " / ".join(f"{chance[f'{way}_r@{k}']:.1%}" for k in (1, 5, 10))
+        rows.append((f"{label} ({len(captions)} img, {len(texts)} txt)", figures, base))
+    return rows
+
+
+def evaluate(model: ClipModel, test: ImageDataset) -> list[tuple[str, str, str]]:
+    """Every row for one trained model."""
+    model.eval()
+    image_emb = model.embed_uint8(test.images)
+    return zero_shot_rows(model, test, image_emb) + retrieval_rows(model, test, image_emb)
+
+
+# -- training -------------------------------------------------------------------------------------------
+def train_method(method: Clip, train: ImageDataset, steps: int, batch_size: int, lr: float, seed: int) -> float:
+    """A plain loop over the trainer's batch contract (uint8 images + indices), AdamW with cosine decay."""
+    torch.manual_seed(seed)
+    params = [p for p in method.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
+    warmup = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+    batches = BatchLoader(train.images, batch_size, seed=seed).batches()
+    method.train()
+    start, loss = time.perf_counter(), float("nan")
+    for step in range(steps):
+        out = method.training_step(next(batches))
+        opt.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        opt.step()
+        sched.step()
+        method.on_step_end(step, steps)
+        loss = float(out["loss"])
+        if step % max(1, steps // 5) == 0:
+            log.info("step %d/%d loss %.3f scale %.1f", step, steps, loss, float(out["logit_scale"]))
+    return time.perf_counter() - start
+
+
+def run_scratch(train: ImageDataset, text: str, args: argparse.Namespace) -> tuple[ClipModel, str]:
+    """``own`` or ``lit``: a small image network from scratch with our or the locked MiniLM text tower."""
+    torch.manual_seed(args.seed)
+    method = Clip.from_dataset(train, image=args.image_arch, text=text, embed_dim=128, img_size=args.scratch_size,
+                               context_length=32, lock_text=text == "minilm", crop_scale=args.crop_scale,
+                               text_args={"width": 128, "layers": 3, "heads": 4} if text == "transformer" else None)
+    seconds = train_method(method, train, args.steps, args.batch_size, args.lr, args.seed)
+    return method.encoder(), f"{args.steps} steps × {args.batch_size}, {seconds:.0f} s"
+
+
+def run_locked(train: ImageDataset, args: argparse.Namespace, improved: bool) -> tuple[ClipModel, str]:
+    """Both towers locked, linear projections on precomputed features; ``improved`` adds what helped."""
+    torch.manual_seed(args.seed)
+    positives = "label" if improved and train.name == "emoji" else "caption"
+    method = Clip.from_dataset(train, image="efficientnet_lite0", text="minilm", embed_dim=256, img_size=args.lite_size,
+                               context_length=32, positives=positives, lock_image=True, lock_text=True)
+    model = method.model
+    start = time.perf_counter()
+    views = args.views if improved else 1
+    feats = image_features(model, train.images, views=views, crop_scale=0.8, seed=args.seed)
+    table = build_caption_table(train, model.text.tokenizer, 32, positives)
+    texts = text_features(model, table)
+    extract = time.perf_counter() - start
+    fit = fit_projections(model, table, feats, texts, steps=args.fit_steps, batch_size=512, lr=1e-3,
+                          weight_decay=0.05, seed=args.seed)
+    note = f"features {extract:.0f} s ({views} view{'s' * (views > 1)}), fit {fit.seconds:.0f} s, positives={positives}"
+    return method.encoder(), note
+
+
+def print_table(title: str, rows: Sequence[tuple[str, str, str]]) -> None:
+    width = max(len(r[0]) for r in rows)
+    print(f"\n## {title}")  # noqa: T201
+    print(f"{'measure':<{width}}  {'result':<34}  chance")  # noqa: T201
+    for name, figures, chance in rows:
+        print(f"{name:<{width}}  {figures:<34}  {chance}")  # noqa: T201
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="shapes,emoji", help="comma-separated: shapes, emoji")
+    parser.add_argument("--runs", default="own,lit,locked,locked+", help="comma-separated: own, lit, locked, locked+")
+    parser.add_argument("--steps", type=int, default=300, help="steps of the from-scratch runs")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--image-arch", default="resnet_narrow", help="image network of the from-scratch runs")
+    parser.add_argument("--scratch-size", type=int, default=32, help="image size of the from-scratch runs")
+    parser.add_argument("--lite-size", type=int, default=224, help="EfficientNet-Lite0 input size")
+    parser.add_argument("--views", type=int, default=4, help="locked+: image views per image (view 0 uncropped)")
+    parser.add_argument("--crop-scale", type=float, default=1.0, help="from-scratch runs: smallest crop area")
+    parser.add_argument("--fit-steps", type=int, default=1500, help="steps of the projection fit")
+    parser.add_argument("--shapes-n", type=int, default=3000, help="shapes training images (test: a fifth)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    for data in args.data.split(","):
+        if data == "shapes":
+            size = max(args.scratch_size, 32)
+            train = load_dataset("shapes", "train", n=args.shapes_n, image_size=size, seed=args.seed)
+            test = load_dataset("shapes", "test", n=args.shapes_n // 5, image_size=size, seed=args.seed)
+        else:
+            train = load_dataset("emoji", "train", image_size=112, seed=args.seed)
+            test = load_dataset("emoji", "heldout", image_size=112, seed=args.seed)
+        for run in args.runs.split(","):
+            start = time.perf_counter()
+            if run in ("own", "lit"):
+                model, note = run_scratch(train, "transformer" if run == "own" else "minilm", args)
+            else:
+                model, note = run_locked(train, args, improved=run == "locked+")
+            rows = evaluate(model, test)
+            print_table(f"{data} · {run} · {note} · total {time.perf_counter() - start:.0f} s", rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""Tiny models exported once per session and shared by the export tests (each export costs seconds).
+
+Entries live in their own registry home; the tests that only read them pass ``registry=`` or
+``SSLZOO_HOME`` explicitly, so the per-test empty registry of the top-level conftest stays untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+import zoo
+from export.golden import ParitySizes
+from export.pipeline import ExportResult, export_entry
+from zoo.registry import Registry
+from zoo.tokenizer import train_wordpiece
+
+#: Small but not trivial: 8 golden and 4 random images, k-NN over 120 gallery / 60 query digits.
+SIZES = ParitySizes(golden=8, random=4, gallery=120, queries=60, calibration=32)
+CAPTIONS = ["a red circle on the left", "a blue square at the top", "a small green star in the center",
+            "a large yellow hexagon at the bottom", "a purple cross on the right", "a pink triangle"]
+
+
+@dataclass
+class Exported:
+    """A source entry, its export, and the registry both live in."""
+
+    registry: Registry
+    home: Path
+    source: str
+    result: ExportResult
+    cli_output: str = ""
+
+
+@pytest.fixture(scope="session")
+def export_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("export_home")
+    data_cache = tmp_path_factory.getbasetemp() / "shared_data_cache"
+    data_cache.mkdir(exist_ok=True)
+    (home / "data").symlink_to(data_cache, target_is_directory=True)
+    return home
+
+
+@contextlib.contextmanager
+def _home(home: Path):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SSLZOO_HOME", str(home))
+        yield
+
+
+def tiny_tokenizer():
+    return train_wordpiece(CAPTIONS * 4, vocab_size=120)
+
+
+@pytest.fixture(scope="session")
+def vit_export(export_home: Path) -> Exported:
+    """vit_nano (grey, 28 px, cls pooling), exported through the CLI with default sizes and int8 on."""
+    from zoo.cli import main
+
+    registry = Registry(export_home)
+    with _home(export_home):
+        torch.manual_seed(0)
+        zoo.save(zoo.build_encoder("vit_nano", in_chans=1), "vit", registry=registry)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert main(["export", "vit@1"]) == 0
+    entry = registry.resolve("vit@2")
+    config = entry.read_config()
+    source = registry.resolve("vit@1")
+    result = ExportResult(source, entry, {}, config.extra["onnx"]["files"])
+    return Exported(registry, export_home, "vit@1", result, out.getvalue())
+
+
+@pytest.fixture(scope="session")
+def resnet_export(export_home: Path) -> Exported:
+    """resnet_narrow (RGB, 32 px, avg pooling), exported with the Python API and int8 on."""
+    registry = Registry(export_home)
+    with _home(export_home):
+        torch.manual_seed(1)
+        zoo.save(zoo.build_encoder("resnet_narrow", img_size=32), "rn", registry=registry)
+        result = export_entry("rn@1", sizes=SIZES, registry=registry)
+    return Exported(registry, export_home, "rn@1", result)
+
+
+@pytest.fixture(scope="session")
+def clip_export(export_home: Path) -> Exported:
+    """A small CLIP pair (vit_nano image tower at 32 px RGB, 2-layer text tower), fp32 only."""
+    registry = Registry(export_home)
+    with _home(export_home):
+        torch.manual_seed(2)
+        clip = zoo.build_clip("vit_nano", tiny_tokenizer(), embed_dim=48, img_size=32,
+                              text_args={"width": 64, "layers": 2, "heads": 2}, context_length=16)
+        zoo.save(clip, "clip", registry=registry)
+        result = export_entry("clip@1", sizes=SIZES, int8=False, registry=registry)
+    return Exported(registry, export_home, "clip@1", result)
