@@ -137,7 +137,8 @@ def png_uris(n: int, size: int, seed: int = 0) -> list[str]:
 
 
 def sentences(n: int, seed: int = 0) -> list[str]:
-    words = "a the red blue green small large circle square star cat dog photo of on left right top".split()
+    words = ["a", "the", "red", "blue", "green", "small", "large", "circle", "square", "star", "cat", "dog", "photo",
+             "of", "on", "left", "right", "top"]
     rng = np.random.default_rng(seed)
     return [" ".join(rng.choice(words, size=int(rng.integers(3, 12)))) for _ in range(n)]
 
@@ -163,8 +164,10 @@ def bare_images(model, uris: list[str], batch: int, seconds: float) -> float:
     return timed_rate(run, len(chunk), seconds)
 
 
-def bare_faiss(vectors: np.ndarray, queries: np.ndarray, k: int, seconds: float) -> float:
+def bare_faiss(vectors: np.ndarray, queries: np.ndarray, k: int, seconds: float, threads: int) -> float:
     import faiss
+
+    faiss.omp_set_num_threads(threads)  # the service's setting, so both sides use the same team
 
     index = faiss.IndexIDMap2(faiss.IndexFlatIP(vectors.shape[1]))
     index.add_with_ids(vectors, np.arange(len(vectors), dtype=np.int64))
@@ -203,7 +206,7 @@ def search_rows(url: str, dim: int, args) -> list[str]:
             "embedding_space": "bench-space"}, timeout=600)
         response.raise_for_status()
     queries = vectors[rng.choice(len(vectors), 64, replace=False)]
-    direct = bare_faiss(vectors, queries, 10, args.bare_seconds)
+    direct = bare_faiss(vectors, queries, 10, args.bare_seconds, args.threads)
     bodies = [json.dumps({"index": "bench", "vectors": [q.tolist()], "k": 10}).encode() for q in queries]
     rows = []
     for concurrency in args.concurrency:
@@ -287,13 +290,16 @@ def main() -> None:
     from service.runtime import ModelRuntime
     from service.settings import Settings
 
-    runtime = ModelRuntime(Settings.from_env(), registry)  # the server's own backend choice (ONNX first)
+    settings = Settings.from_env()
+    args.threads = settings.intra_op_threads
+    runtime = ModelRuntime(settings, registry)  # the server's own backend and thread choices
     loaded = runtime.get(args.model)
     model, backend = loaded.model, loaded.backend
     uris = png_uris(64, args.image_size)
     texts = sentences(256)
-    print(f"# sslzoo service load ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, model "
-          f"{registry.resolve(args.model).ref}, bare baseline: {backend} in-process)\n")
+    print(f"# sslzoo service load ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f}, model {registry.resolve(args.model).ref}, {backend} backend, "
+          f"{args.threads} intra-op thread(s) on both sides)\n")
     bare = {b: bare_images(model, uris, b, args.bare_seconds) for b in (1, 32)}
     print(f"bare in-process images/s: batch 1 = {bare[1]:.1f}, batch 32 = {bare[32]:.1f} (ratios use batch 32)")
     clip = runtime.get(args.clip_model).model if args.clip_model else None
@@ -343,7 +349,7 @@ def main() -> None:
 
 def _batching(models: dict, name: str) -> dict[str, float]:
     for entry in models["models"]:
-        if entry["loaded"] and entry["ref"].split("@")[0] == name.split("@")[0]:
+        if entry["loaded"] and entry["ref"].split("@", 1)[0] == name.split("@", 1)[0]:
             return entry["batching"]
     raise RuntimeError(f"{name} is not loaded")
 

@@ -77,7 +77,7 @@ def torch_text(text: TextEncoder, tokens: dict[str, tuple[np.ndarray, np.ndarray
 
 
 def onnx_text(path: Path, tokens: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
-    """onnxruntime text embeddings of each token set."""
+    """Onnxruntime text embeddings of each token set."""
     session = _settings().session(path)
     return {name: session.run(["embeddings"], {"ids": ids, "mask": mask})[0] for name, (ids, mask) in tokens.items()}
 

@@ -12,8 +12,8 @@ from export import DEFAULT_OPSET
 
 
 def _run(args: argparse.Namespace) -> int:
-    from export.pipeline import export_entry  # noqa: PLC0415 (torch only when exporting)
-    from export.report import format_reports  # noqa: PLC0415
+    from export.pipeline import export_entry
+    from export.report import format_reports
 
     result = export_entry(args.ref, int8=args.int8, opset=args.opset, name=args.name)
     print(f"exported {result.source.ref} -> {result.entry.ref} ({result.entry.path})")

@@ -54,7 +54,7 @@ def vector_figures(reference: np.ndarray, candidate: np.ndarray) -> dict[str, fl
     max_abs = float(np.abs(ref - cand).max())
     scale = float(np.linalg.norm(ref, axis=1).max())
     return {"max_abs_diff": max_abs, "rel_max_abs_diff": max_abs / max(scale, 1e-12),
-            "min_cosine": float(cosine.min()), "mean_cosine": float(cosine.mean()), "n": int(len(ref))}
+            "min_cosine": float(cosine.min()), "mean_cosine": float(cosine.mean()), "n": len(ref)}
 
 
 def _knn(gallery: np.ndarray, labels: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +64,7 @@ def _knn(gallery: np.ndarray, labels: np.ndarray, queries: np.ndarray, k: int) -
     order = np.argsort(-sims, axis=1, kind="stable")[:, : k + 1]
     top = order[:, :k]
     weights = np.exp(np.take_along_axis(sims, top, axis=1) / KNN_TEMPERATURE)
-    votes = np.zeros((len(queries), int(labels.max()) + 1))
+    votes = np.zeros((len(queries), labels.max().item() + 1))
     np.add.at(votes, (np.arange(len(queries))[:, None], labels[top]), weights)
     return votes, np.take_along_axis(sims, order, axis=1)
 
@@ -108,9 +108,9 @@ def knn_figures(reference: tuple[np.ndarray, np.ndarray], candidate: tuple[np.nd
     same = ref_pred == cand_pred
     counted = decisive(ref_votes, ref_sims, tie, k) if tie is not None else np.ones(len(same), bool)
     return {"knn_agreement": float(same[counted].mean()) if counted.any() else 1.0,
-            "knn_agreement_all": float(same.mean()), "knn_ties": int((~counted).sum()),
+            "knn_agreement_all": float(same.mean()), "knn_ties": np.count_nonzero(~counted),
             "knn_accuracy_reference": float((ref_pred == query_labels).mean()),
-            "knn_accuracy_candidate": float((cand_pred == query_labels).mean()), "n": int(len(query_labels))}
+            "knn_accuracy_candidate": float((cand_pred == query_labels).mean()), "n": len(query_labels)}
 
 
 @dataclass

@@ -108,8 +108,8 @@ def bf16_supported() -> tuple[bool, str]:
     AVX-512 BF16 in the CPU is not enough: the execution provider needs bfloat16 kernels, so the
     answer is probed rather than assumed.
     """
-    import onnxruntime as ort  # noqa: PLC0415
-    from onnx import TensorProto, helper  # noqa: PLC0415 (only this probe builds a graph by hand)
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
 
     value = [helper.make_tensor_value_info(n, TensorProto.BFLOAT16, [2, 2]) for n in ("a", "b", "y")]
     graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["y"])], "bf16_probe", value[:2], value[2:])

@@ -24,7 +24,9 @@ def _row(report: ParityReport, name: str, figures: dict[str, float]) -> str:
         return (f"{lead} {figures['rel_max_abs_diff']:>9.2e} {figures['min_cosine']:>10.6f} "
                 f"{figures['mean_cosine']:>10.6f} {'':>12}  {'yes' if figures.get('gated') else 'no'}")
     key = next(k for k in figures if k in ("knn_agreement", "retrieval_agreement"))
-    extra = f" (all {figures['knn_agreement_all']:.3f}, ties {int(figures['knn_ties'])})" if "knn_ties" in figures else ""
+    extra = ""
+    if "knn_ties" in figures:
+        extra = f" (all {figures['knn_agreement_all']:.3f}, ties {int(figures['knn_ties'])})"
     return f"{lead} {'':>9} {'':>10} {'':>10} {figures[key]:>12.4f}  yes{extra}"
 
 

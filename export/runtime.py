@@ -198,7 +198,10 @@ def load_onnx(folder: Path, config: EncoderConfig, *, precision: str = "fp32", i
         config: Its parsed ``config.json``.
         precision: ``fp32`` (``model.onnx``) or ``int8`` (``model.int8.onnx``, written only if it passed
             its parity gate at export).
-        intra_op_threads, inter_op_threads, optimization, spin: See :class:`SessionSettings`.
+        intra_op_threads: Threads per operator; 0 is one per physical core (see :class:`SessionSettings`).
+        inter_op_threads: Threads running independent operators; 1 suits these chain-shaped graphs.
+        optimization: Graph optimisation level, ``all`` by default.
+        spin: Let idle worker threads spin (lower latency, more CPU while idle).
         text_precision: The text tower's precision for CLIP entries. By default the same as
             ``precision`` where that file exists, else fp32 (a text tower whose int8 copy missed its
             gate keeps fp32 rather than making the int8 image tower unusable); the choice is logged and

@@ -57,7 +57,8 @@ class BatchStats:
 class Batcher:
     """Merges concurrent submissions into model calls of at most ``max_batch_size`` items."""
 
-    def __init__(self, fn: BatchFn, *, name: str, max_batch_size: int = 64, max_wait_ms: float = 0.0) -> None:
+    def __init__(self, fn: BatchFn, *, name: str, max_batch_size: int = 64, max_wait_ms: float = 0.0,
+                 thread_init: Callable[[], None] | None = None) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
         self.fn = fn
@@ -67,6 +68,7 @@ class Batcher:
         self.stats = BatchStats()
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._held: _Job | None = None
+        self._thread_init = thread_init
         self._thread = threading.Thread(target=self._run, name=f"batcher-{name}", daemon=True)
         self._thread.start()
 
@@ -106,6 +108,8 @@ class Batcher:
         return jobs
 
     def _run(self) -> None:
+        if self._thread_init is not None:
+            self._thread_init()  # per-thread runtime state, e.g. the size of torch's OpenMP team
         while True:
             first = self._held or self._queue.get()
             self._held = None

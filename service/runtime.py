@@ -193,18 +193,26 @@ class ModelRuntime:
             self._models.pop(victim).close()
 
     def _load_backend(self, entry: zoo.Entry) -> tuple[Any, str]:
-        wanted = self.settings.backend
-        has_onnx = (entry.path / "model.onnx").is_file()
-        if wanted == "onnx" or (wanted == "auto" and has_onnx):
-            try:
-                return zoo.load(entry.ref, backend="onnx", registry=self.registry), "onnx"
-            except (ImportError, AttributeError, zoo.SslzooError, RuntimeError) as exc:
-                if wanted == "onnx":
-                    raise
-                log.warning("%s: the ONNX backend failed (%s: %s); serving it with torch instead",
-                            entry.ref, type(exc).__name__, exc)
+        """ONNX when wanted and exported (the settings' precision, then fp32), else torch; logged either way."""
+        settings = self.settings
+        wanted = settings.backend
+        if wanted == "onnx" or (wanted == "auto" and (entry.path / "model.onnx").is_file()):
+            # No spinning: idle onnxruntime threads would take the cores that decode images and serve HTTP.
+            options: dict[str, Any] = {"intra_op_threads": settings.intra_op_threads, "spin": False}
+            failure: Exception | None = None
+            for precision in dict.fromkeys([settings.precision, "fp32"]):
+                try:
+                    model = zoo.load(entry.ref, backend="onnx", registry=self.registry, precision=precision, **options)
+                    return model, f"onnx-{precision}"
+                except (ImportError, AttributeError, zoo.SslzooError, RuntimeError) as exc:
+                    failure = exc
+                    log.warning("%s: the ONNX backend (%s) failed: %s: %s", entry.ref, precision,
+                                type(exc).__name__, exc)
+            if wanted == "onnx" and failure is not None:
+                raise failure
+            log.warning("%s: serving it with torch instead of ONNX", entry.ref)
         elif wanted == "auto":
-            log.info("%s has no model.onnx (run `sslzoo export`); serving it with torch", entry.ref)
+            log.info("%s has no model.onnx (run `sslzoo export %s`); serving it with torch", entry.ref, entry.ref)
         return zoo.load(entry.ref, backend="torch", registry=self.registry), "torch"
 
     def _load(self, entry: zoo.Entry) -> LoadedModel:
@@ -217,7 +225,8 @@ class ModelRuntime:
             image_fn = lambda payloads: core(np.concatenate(payloads))  # noqa: E731
         else:
             image_fn = lambda payloads: model.embed_images([im for p in payloads for im in p])  # noqa: E731
-        batch: dict[str, Any] = {"max_batch_size": settings.batch_max_size, "max_wait_ms": settings.batch_wait_ms}
+        batch: dict[str, Any] = {"max_batch_size": settings.batch_max_size, "max_wait_ms": settings.batch_wait_ms,
+                                 "thread_init": _thread_limiter(backend, settings.intra_op_threads)}
         loaded = LoadedModel(entry.ref, entry, model, backend, config, str(model.embedding_space),
                              Batcher(_as_float32(image_fn), name=f"{entry.ref}:image", **batch), image_core=core)
         if config.is_clip and callable(getattr(model, "embed_texts", None)):
@@ -282,6 +291,19 @@ class ModelRuntime:
             for model in self._models.values():
                 model.close()
             self._models.clear()
+
+
+def _thread_limiter(backend: str, threads: int) -> Callable[[], None] | None:
+    """Cap torch's intra-op team, process-wide and in the calling (batcher) thread."""
+    if backend != "torch":
+        return None  # onnxruntime sizes its pool per session (``intra_op_threads`` at load)
+    import torch
+
+    def limit() -> None:
+        torch.set_num_threads(threads)
+
+    limit()
+    return limit
 
 
 def _as_float32(fn: Callable[[list[Any]], Any]) -> Callable[[list[Any]], np.ndarray]:

@@ -45,11 +45,13 @@ class SslzooService:
         self.runtime = ModelRuntime(self.settings)
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.embedder = Embedder(self.runtime, self.settings, LabelSetStore(self.settings.data_dir / "label_sets.json"))
-        self.indexer = Indexer(LocalIndexStore(self.settings.data_dir / "indexes", self.settings.snapshot_every),
-                               self.embedder, self.settings)
-        log.info("sslzoo service: registry %s, data %s, default model %r, backend %s, API key %s",
-                 self.runtime.registry.home, self.settings.data_dir, self.settings.default_model,
-                 self.settings.backend, "required for writes" if self.settings.api_key else "off")
+        store = LocalIndexStore(self.settings.data_dir / "indexes", self.settings.snapshot_every,
+                                self.settings.intra_op_threads)
+        self.indexer = Indexer(store, self.embedder, self.settings)
+        log.info("sslzoo service: registry %s, data %s, default model %r, backend %s, %d intra-op thread(s), "
+                 "API key %s", self.runtime.registry.home, self.settings.data_dir, self.settings.default_model,
+                 self.settings.backend, self.settings.intra_op_threads,
+                 "required for writes" if self.settings.api_key else "off")
         self.runtime.preload(None)
 
     def __is_ready__(self) -> bool:

@@ -24,10 +24,14 @@ class Settings:
         data_dir: Where indexes and label sets live (``$SSLZOO_HOME/service`` by default).
         api_key: When set, write endpoints need it as ``Authorization: Bearer <key>`` or ``X-API-Key``.
         backend: ``auto`` (ONNX when the entry has ``model.onnx``, else torch), ``onnx`` or ``torch``.
+        precision: ONNX precision, ``fp32`` or ``int8`` (used when the export wrote it, else fp32).
         max_request_bytes: Larger bodies are refused with 413 before they are parsed.
         max_image_pixels: Larger images are refused with 413 from their header, before decoding.
         min_image_side: Smaller images are refused with 400 (an upscaled speck has no content).
         max_items: Most images, texts or vectors in one request.
+        intra_op_threads: Threads one model call (torch) or one FAISS search may use. Half the cores by
+            default: the rest decode images and serve HTTP, and an OpenMP team that shares its cores
+            with busy threads waits at every barrier (6× slower measured on 2 loaded cores).
         batch_max_size: Most items the runtime puts in one model call across concurrent requests.
         batch_wait_ms: How long the runtime waits for more requests before a model call (0: never).
         max_models: Loaded models kept in memory, least recently used out.
@@ -39,10 +43,12 @@ class Settings:
     data_dir: Path = Path()
     api_key: str | None = None
     backend: str = "auto"
+    precision: str = "fp32"
     max_request_bytes: int = 32 * MIB
     max_image_pixels: int = 25_000_000
     min_image_side: int = 8
     max_items: int = 256
+    intra_op_threads: int = max(1, (os.cpu_count() or 2) // 2)
     batch_max_size: int = 64
     batch_wait_ms: float = 0.0
     max_models: int = 4
@@ -73,6 +79,8 @@ class Settings:
             home = env.get("SSLZOO_HOME")
             values["data_dir"] = (Path(home).expanduser() if home else sslzoo_home()) / "service"
         settings = cls(**values)  # type: ignore[arg-type]
+        if settings.precision not in ("fp32", "int8"):
+            raise ValueError(f"SSLZOO_PRECISION must be fp32 or int8, not {settings.precision!r}")
         if settings.backend not in ("auto", "onnx", "torch"):
             raise ValueError(f"SSLZOO_BACKEND must be auto, onnx or torch, not {settings.backend!r}")
         return settings

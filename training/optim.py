@@ -97,7 +97,7 @@ def build_optimizer(name: str, groups: list[dict[str, Any]], lr: float,
                     betas: tuple[float, float] = (0.9, 0.999), momentum: float = 0.9) -> torch.optim.Optimizer:
     """AdamW, LARS or SGD over prepared parameter groups; ``lr`` is the peak rate (schedules rescale it)."""
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=betas)
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, foreach=True)
     if name == "lars":
         return LARS(groups, lr=lr, momentum=momentum)
     if name == "sgd":

@@ -87,8 +87,13 @@ def build_run_encoder(recipe: Recipe, data: ImageDataset) -> ImageEncoder:
     """The backbone the recipe names, sized to the data (image size and channels) unless it says otherwise."""
     spec = recipe.model
     _, height, _, channels = data.images.shape
-    return build_encoder(spec.arch, img_size=spec.img_size or height, in_chans=spec.in_chans or channels,
-                         pooling=spec.pooling, embed_dim=spec.embed_dim, method=recipe.method, **spec.arch_args)
+    args = dict(spec.arch_args)
+    if "img_size" in args and spec.img_size not in (None, args["img_size"]):
+        raise ConfigError(f"model.img_size={spec.img_size} contradicts model.arch_args.img_size={args['img_size']}")
+    # given in arch_args, img_size reaches timm whatever the architecture's name (test_vit, say)
+    size = {} if "img_size" in args else {"img_size": spec.img_size or height}
+    return build_encoder(spec.arch, in_chans=spec.in_chans or channels, pooling=spec.pooling,
+                         embed_dim=spec.embed_dim, method=recipe.method, **size, **args)
 
 
 def build_method(recipe: Recipe, encoder: ImageEncoder) -> nn.Module:

@@ -200,7 +200,7 @@ def read_json_file(api: HfApi, listing: Listing, filename: str, cache_dir: str |
     try:
         return json.loads(Path(path).read_text())
     except ValueError as exc:
-        raise SslzooError(f"{listing.repo_id}: {filename} is not valid JSON: {exc}") from exc
+        raise ConfigError(f"{listing.repo_id}: {filename} is not valid JSON: {exc}") from exc
 
 
 def download(api: HfApi, listing: Listing, filenames: list[str], cache_dir: str | Path | None) -> Path:

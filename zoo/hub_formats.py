@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -44,7 +44,6 @@ class Context:
     folder: Path
     hub_info: dict[str, Any]
     known: CatalogueEntry | None = None
-    card: dict[str, Any] = field(default_factory=dict)
 
     @property
     def source(self) -> str:

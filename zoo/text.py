@@ -180,6 +180,16 @@ def tokenize_texts(tokenizer: Tokenizer, texts: Sequence[str], context_length: i
     return ids, mask
 
 
+def trim_padding(ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Drop the columns that are padding in every row; the towers give the same vectors, sooner.
+
+    Positions are absolute and padding is masked, so trailing all-padding columns change nothing but
+    the cost, which for short captions in a long context is most of it.
+    """
+    length = max(int(mask.sum(dim=1).max()) if mask.numel() else 1, 1)
+    return ids[:, :length], mask[:, :length]
+
+
 class TextEncoder(nn.Module):
     """A text tower with its tokenizer: strings in, L2-normalised vectors out."""
 
@@ -204,6 +214,6 @@ class TextEncoder(nn.Module):
         self.eval()
         chunks = []
         for start in range(0, len(texts), batch_size):
-            ids, mask = self.tokenize(texts[start : start + batch_size])
+            ids, mask = trim_padding(*self.tokenize(texts[start : start + batch_size]))
             chunks.append(self(ids, mask).float().numpy())
         return np.concatenate(chunks) if chunks else np.zeros((0, self.config.embed_dim), np.float32)

@@ -84,9 +84,10 @@ def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
 class FaissSqliteIndex:
     """One named index in a folder: ``index.sqlite`` plus ``faiss-<seq>.index`` snapshots."""
 
-    def __init__(self, folder: Path, snapshot_every: int = 10_000) -> None:
+    def __init__(self, folder: Path, snapshot_every: int = 10_000, threads: int | None = None) -> None:
         self.folder = folder
         self.snapshot_every = max(1, snapshot_every)
+        self.threads = threads
         self._lock = threading.RLock()
         self._db = connect(folder / DB)
         meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
@@ -276,6 +277,8 @@ class FaissSqliteIndex:
             k = min(k, limit)
             if k <= 0:
                 return [[] for _ in range(len(queries))]
+            if self.threads:
+                faiss.omp_set_num_threads(self.threads)  # OpenMP's setting is per calling thread
             if self.spec.kind == "hnsw":
                 params = faiss.SearchParametersHNSW(  # type: ignore[attr-defined]
                     sel=selector, efSearch=max(self.spec.ef_search, k))

@@ -25,8 +25,9 @@ log = logging.getLogger("sslzoo.service")
 class LocalIndexStore:
     """FAISS + SQLite indexes in folders under ``root``; implements :class:`~service.index.base.IndexStore`."""
 
-    def __init__(self, root: Path, snapshot_every: int = 10_000) -> None:
+    def __init__(self, root: Path, snapshot_every: int = 10_000, threads: int | None = None) -> None:
         self.root = root
+        self.threads = threads
         self.root.mkdir(parents=True, exist_ok=True)
         self.snapshot_every = snapshot_every
         self._open: dict[str, FaissSqliteIndex] = {}
@@ -48,7 +49,7 @@ class LocalIndexStore:
             folder = self.root / name
             if not (folder / "index.sqlite").is_file():
                 return None
-            index = FaissSqliteIndex(folder, self.snapshot_every)
+            index = FaissSqliteIndex(folder, self.snapshot_every, self.threads)
             self._open[name] = index
             return index
 
@@ -68,7 +69,7 @@ class LocalIndexStore:
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-            index = FaissSqliteIndex(folder, self.snapshot_every)
+            index = FaissSqliteIndex(folder, self.snapshot_every, self.threads)
             self._open[spec.name] = index
         log.info("created index %s (%s, %d-d, space %s)", spec.name, spec.kind, spec.dim, spec.embedding_space[:12])
         return index

@@ -13,15 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from export_helpers import SIZES
 
 import zoo
-from export.golden import ParitySizes
 from export.pipeline import ExportResult, export_entry
 from zoo.registry import Registry
 from zoo.tokenizer import train_wordpiece
 
-#: Small but not trivial: 8 golden and 4 random images, k-NN over 120 gallery / 60 query digits.
-SIZES = ParitySizes(golden=8, random=4, gallery=120, queries=60, calibration=32)
 CAPTIONS = ["a red circle on the left", "a blue square at the top", "a small green star in the center",
             "a large yellow hexagon at the bottom", "a purple cross on the right", "a pink triangle"]
 
@@ -59,11 +57,12 @@ def tiny_tokenizer():
 
 @pytest.fixture(scope="session")
 def vit_export(export_home: Path) -> Exported:
-    """vit_nano (grey, 28 px, cls pooling), exported through the CLI with default sizes and int8 on."""
+    """vit_nano (grey, 28 px, cls pooling), exported through the CLI with int8 on."""
     from zoo.cli import main
 
     registry = Registry(export_home)
-    with _home(export_home):
+    with _home(export_home), pytest.MonkeyPatch.context() as patch:
+        patch.setattr("export.golden.ParitySizes", lambda: SIZES)  # the CLI's default sizes, made test-sized
         torch.manual_seed(0)
         zoo.save(zoo.build_encoder("vit_nano", in_chans=1), "vit", registry=registry)
         out = io.StringIO()

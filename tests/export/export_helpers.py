@@ -1,9 +1,14 @@
-"""Images drawn independently of the export's golden set, so tests do not grade the gate on its own inputs."""
+"""Shared test inputs: parity sizes, and images drawn apart from the golden set (the gate is not graded on its own inputs)."""
 
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from export.golden import ParitySizes
+
+#: Small but not trivial: 8 golden and 4 random images, k-NN over 120 gallery / 60 query digits.
+SIZES = ParitySizes(golden=8, random=4, gallery=120, queries=60, calibration=32)
 
 
 def drawn_images(n: int, size: int = 40, seed: int = 7) -> list[Image.Image]:

@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from export_helpers import SIZES
 from onnx import numpy_helper
 from torch import nn
 
@@ -65,6 +66,7 @@ def test_parity_gate_rejects_a_graph_that_differs(vit_export, monkeypatch, tmp_p
 
     monkeypatch.setattr(export.pipeline, "export_image_tower", drifted_export)
     with pytest.raises(ParityError, match="misses the parity tolerances against torch") as info:
-        export.pipeline.export_entry(vit_export.source, name="vit-drifted", registry=vit_export.registry, int8=False)
+        export.pipeline.export_entry(vit_export.source, name="vit-drifted", registry=vit_export.registry, int8=False,
+                                     sizes=SIZES)
     assert info.value.figures["figures"]["golden"]["rel_max_abs_diff"] > 1e-4
     assert "vit-drifted" not in vit_export.registry.names()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SIZES
+from export_helpers import SIZES
 
 import zoo
 from export.checks import ImageEmbeddings

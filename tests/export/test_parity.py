@@ -46,10 +46,10 @@ def test_ties_are_left_out_only_when_asked():
     labels = np.array([0, 1, 2])
     queries = np.array([[1.0, 0.0], [-1.0, 0.1]])
     nudged = queries + np.array([[0.0, -1e-9], [0.0, 0.0]])
-    strict = knn_figures((gallery, queries + [[0, 1e-9], [0, 0]]), (gallery, nudged), labels, np.array([0, 2]), k=1)
+    lifted = queries + np.array([[0.0, 1e-9], [0.0, 0.0]])
+    strict = knn_figures((gallery, lifted), (gallery, nudged), labels, np.array([0, 2]), k=1)
     assert strict["knn_agreement"] == 0.5 and strict["knn_ties"] == 0
-    tolerant = knn_figures((gallery, queries + [[0, 1e-9], [0, 0]]), (gallery, nudged), labels, np.array([0, 2]),
-                           tie=1e-6, k=1)
+    tolerant = knn_figures((gallery, lifted), (gallery, nudged), labels, np.array([0, 2]), tie=1e-6, k=1)
     assert tolerant["knn_agreement"] == 1.0 and tolerant["knn_agreement_all"] == 0.5 and tolerant["knn_ties"] == 1
     # A decisive query that changes its answer still counts against the candidate.
     moved = knn_figures((gallery, queries), (gallery, np.array([[1.0, 0.0], [1.0, 0.9]])), labels,

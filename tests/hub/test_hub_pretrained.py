@@ -45,6 +45,7 @@ def dino(hub_server, tmp_path_factory):
     return model, commit
 
 
+@pytest.mark.slow
 def test_timm_dino_repo_through_olah_matches_timm(dino, olah_server, hf_cache):
     model, commit = dino  # timm's own loader on the downloaded snapshot is the reference below
     entry = hub.pull(f"{DINO_REPO}@{commit}", endpoint=olah_server.url)
@@ -92,6 +93,7 @@ def open_clip_repo(hub_server, tmp_path_factory):
     return model, open_clip.get_tokenizer("ViT-B-32"), commit
 
 
+@pytest.mark.slow
 def test_open_clip_repo_matches_open_clip(open_clip_repo, hub_server, hf_cache):
     model, tokenizer, commit = open_clip_repo
     entry = hub.pull(CLIP_REPO, endpoint=hub_server.url)

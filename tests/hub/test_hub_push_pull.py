@@ -106,16 +106,19 @@ def test_a_clip_entry_travels_with_its_text_tower_and_tokenizer(hub_server, olah
     np.testing.assert_array_equal(loaded.embed_uint8(IMAGES), clip.embed_uint8(IMAGES))
 
 
-def test_a_push_replaces_files_an_earlier_push_left(hub_server, repo_id):
-    zoo.save(_encoder(6), "tiny", extra_files={"notes.txt": b"first version"})
+def test_extra_and_onnx_files_travel_and_a_push_replaces_what_an_earlier_one_left(hub_server, repo_id):
+    graph = b"an ONNX graph, as far as the hub is concerned"
+    zoo.save(_encoder(6), "tiny", extra_files={"notes.txt": b"first version", "model.onnx": graph})
     zoo.save(_encoder(7), "tiny")
     api = HfApi(endpoint=hub_server.url)
     first = hub.push("tiny@1", repo_id, endpoint=hub_server.url, token=hub_server.token)
     second = hub.push("tiny@2", repo_id, endpoint=hub_server.url, token=hub_server.token)
-    assert "notes.txt" in api.list_repo_files(repo_id, revision=first.commit)
-    assert "notes.txt" not in api.list_repo_files(repo_id, revision=second.commit)
+    assert {"notes.txt", "model.onnx"} <= set(api.list_repo_files(repo_id, revision=first.commit))
+    assert not {"notes.txt", "model.onnx"} & set(api.list_repo_files(repo_id, revision=second.commit))
     assert ".gitattributes" in api.list_repo_files(repo_id, revision=second.commit)
-    hub.pull(repo_id, endpoint=hub_server.url)  # the manifest and the repo agree
+    old = hub.pull(repo_id, revision=first.commit, endpoint=hub_server.url)
+    assert (old.path / "model.onnx").read_bytes() == graph and "model.onnx" in old.manifest()["files"]
+    assert not (hub.pull(repo_id, endpoint=hub_server.url).path / "model.onnx").exists()
 
 
 def test_private_repo_needs_the_token(hub_server, repo_id):

@@ -66,20 +66,38 @@ class Server:
         return self.log_path.read_text(errors="replace")[-chars:]
 
     def stop(self) -> None:
-        """Graceful stop (SIGTERM to the group: the shutdown hook snapshots the indexes)."""
+        """Graceful stop: SIGTERM to the arbiter, which stops its workers (their shutdown hook snapshots)."""
+        workers = descendants(self.proc.pid)
         self._signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             self._signal(signal.SIGKILL)
             self.proc.wait(timeout=30)
+        for pid in workers:  # never leave a worker behind to hold the data directory
+            deadline = time.monotonic() + 30
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         self.log.close()
 
     def kill(self) -> None:
-        """``kill -9`` every process of the server: no shutdown hook, no flush."""
+        """``kill -9`` every process of the server (the arbiter and its workers, which BentoML puts in
+        process groups of their own): no shutdown hook, no flush."""
+        victims = descendants(self.proc.pid)
         self._signal(signal.SIGKILL)
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.proc.wait(timeout=30)
         self.log.close()
+        for pid in victims:
+            deadline = time.monotonic() + 30
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not _alive(pid), f"server process {pid} survived SIGKILL"
 
     def _signal(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -96,6 +114,32 @@ class Server:
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         return requests.get(self.url + path, timeout=60, **kwargs)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, from ``/proc`` (children first found, then theirs)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie, killed but not yet reaped by init, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 # -- images ----------------------------------------------------------------------------------------

@@ -254,3 +254,19 @@ def test_settings_come_from_the_environment(tmp_path: Path):
     assert settings.data_dir == tmp_path / "service"
     with pytest.raises(ValueError, match="SSLZOO_MAX_ITEMS"):
         Settings.from_env({"SSLZOO_MAX_ITEMS": "many"})
+
+
+# -- runtime ---------------------------------------------------------------------------------------
+def test_runtime_falls_back_to_torch_without_onnx_and_forced_onnx_says_how_to_export(service_home, caplog):
+    import logging
+
+    import zoo
+    from service.runtime import ModelRuntime
+
+    registry = zoo.Registry(service_home)
+    with caplog.at_level(logging.INFO, logger="sslzoo.service"):
+        loaded = ModelRuntime(Settings(backend="auto"), registry).get(None)
+    assert loaded.backend == "torch" and "no model.onnx" in caplog.text
+    assert loaded.ref == "default@1" and loaded.image_batcher.stats.calls == 1  # the warm-up call
+    with pytest.raises(zoo.SslzooError, match="sslzoo export"):
+        ModelRuntime(Settings(backend="onnx"), registry).get("default")

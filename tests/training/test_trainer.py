@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_method import build_tiny, tiny_images
+from tiny_method import SMALL_METHOD_ARGS, TINY_VIT, build_tiny, tiny_images
 
 from training.checkpoint import optimizer_from_files, optimizer_to_files, rng_state, set_rng_state
 from training.config import Recipe, TrainConfig, from_mapping
@@ -268,10 +268,9 @@ def _stop_at(k):
         "buffers (or derive them from a step buffer) to make its state_dict complete"))),
 ])
 def test_registered_methods_resume_exactly(method, tmp_path):
-    args = {"dino": {"out_dim": 256, "hidden_dim": 64, "bottleneck_dim": 32, "num_local_crops": 2}}.get(method, {})
     recipe = from_mapping(Recipe, {
-        "method": method, "method_args": args, "data": {"name": "digits", "max_images": 48},
-        "model": {"arch": "vit_nano", "arch_args": {"depth": 2, "embed_dim": 64, "num_heads": 2}},
+        "method": method, "method_args": SMALL_METHOD_ARGS.get(method, {}), "data": {"name": "digits", "max_images": 48},
+        "model": TINY_VIT,
         "train": {"steps": 3, "batch_size": 8, "log_every": 1, "checkpoint_every": 2, "progress": False,
                   "warmup_steps": 1}})
     train_method(recipe, tmp_path / "a")

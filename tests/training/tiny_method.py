@@ -6,12 +6,18 @@ EMA twin of its head so that checkpoints must carry momentum state for resume to
 Run as a script::
 
     python tests/training/tiny_method.py RUN_DIR --steps 8 --checkpoint-every 2 [--kill-at 5] [--resume]
+    torchrun --nproc_per_node 2 tests/training/tiny_method.py RUN_DIR --steps 3
+
+It writes a digest of the final parameters and the indices of its first batch per rank, so a test can
+check that DDP kept the ranks in sync and gave them different images.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
+import json
 import os
 import signal
 import sys
@@ -29,6 +35,21 @@ if str(ROOT) not in sys.path:
 
 from training.methods.base import Method  # noqa: E402
 from zoo.encoders import ImageEncoder, build_encoder  # noqa: E402
+
+
+# Registered methods at test size: heads and predictors shrunk to fit a 1-block ViT.
+SMALL_METHOD_ARGS: dict[str, dict[str, Any]] = {
+    "simclr": {"hidden_dim": 64, "out_dim": 32},
+    "mocov3": {"proj_hidden_dim": 64, "out_dim": 32},
+    "byol": {"proj_hidden_dim": 64, "out_dim": 32},
+    "simsiam": {"proj_hidden_dim": 64, "out_dim": 64, "pred_hidden_dim": 32},
+    "dino": {"out_dim": 128, "hidden_dim": 64, "bottleneck_dim": 32, "num_local_crops": 2},
+    "mae": {"decoder_dim": 32, "decoder_depth": 1, "decoder_heads": 2},
+    "ijepa": {"predictor_dim": 32, "predictor_depth": 1, "predictor_heads": 2},
+}
+# ViT-Tiny width cut to one block, patch 4 on 16 px digits (16 tokens). (zoo.build_encoder's own embed_dim
+# argument shadows timm's, and img_size only reaches timm for names starting with "vit": hence this shape.)
+TINY_VIT = {"arch": "vit_tiny_patch16_224", "arch_args": {"patch_size": 4, "depth": 1, "num_heads": 3}}
 
 
 class TinyContrastive(Method):
@@ -96,6 +117,7 @@ def build_tiny(seed: int = 0, size: int = 12) -> TinyContrastive:
 
 def main(argv: list[str] | None = None) -> int:
     from training.config import TrainConfig
+    from training.distributed import teardown
     from training.trainer import Trainer
 
     parser = argparse.ArgumentParser()
@@ -117,7 +139,13 @@ def main(argv: list[str] | None = None) -> int:
 
     trainer = Trainer(build_tiny(), tiny_images(), config, args.run_dir, callbacks=[kill], name="tiny")
     result = trainer.fit(resume=args.resume)
-    print(f"done {result.steps} steps, loss {result.final_loss:.4f}")
+    rank = trainer.dist.rank
+    digest = hashlib.sha256(b"".join(p.detach().float().numpy().tobytes() for p in trainer.method.parameters()))
+    (args.run_dir / f"params_rank{rank}.txt").write_text(digest.hexdigest())
+    first = next(trainer.loader.batches())["index"].tolist()
+    (args.run_dir / f"first_batch_rank{rank}.json").write_text(json.dumps(first))
+    teardown()
+    print(f"rank {rank}: done {result.steps} steps, loss {result.final_loss:.4f}")
     return 0
 
 

@@ -28,6 +28,7 @@ from training.methods.clip import clip_view, image_trunk_and_head
 from training.parts.losses.clip import ClipLoss
 from training.parts.views import BatchViews
 from zoo.clip import LOGIT_SCALE_MAX, ClipModel
+from zoo.text import trim_padding
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def image_features(model: ClipModel, images: np.ndarray, views: int = 1, crop_sc
                    batch_size: int = 64, seed: int = 0) -> Tensor:
     """Pooled trunk features ``[views, N, F]`` of uint8 ``[N, H, W, C]`` images (view 0 uncropped)."""
     backbone, _ = image_trunk_and_head(model)
-    backbone.eval()
+    backbone.eval().to(memory_format=torch.channels_last)
     size = model.config.preprocess.input_size[1:]
     plain = BatchViews([clip_view(size)], model.config.preprocess)
     cropped = BatchViews([clip_view(size, crop_scale)], model.config.preprocess)
@@ -48,6 +49,7 @@ def image_features(model: ClipModel, images: np.ndarray, views: int = 1, crop_sc
         for start in range(0, len(images), batch_size):
             batch = torch.from_numpy(images[start : start + batch_size]).permute(0, 3, 1, 2)
             (pixels,) = (plain if v == 0 else cropped)(batch, generator)
+            pixels = pixels.contiguous(memory_format=torch.channels_last)  # ~30% faster convolutions on CPU
             chunks.append(backbone.forward_head(backbone.forward_features(pixels), pre_logits=True).float())
         out.append(torch.cat(chunks))
     return torch.stack(out)
@@ -58,7 +60,7 @@ def text_features(model: ClipModel, table: CaptionTable, batch_size: int = 256) 
     """Pooled text-trunk features ``[M, F]`` of every caption row."""
     tower = model.text.tower
     tower.eval()
-    chunks = [tower.pooled(table.ids[s : s + batch_size], table.mask[s : s + batch_size]).float()
+    chunks = [tower.pooled(*trim_padding(table.ids[s : s + batch_size], table.mask[s : s + batch_size])).float()
               for s in range(0, len(table.ids), batch_size)]
     return torch.cat(chunks)
 

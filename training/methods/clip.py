@@ -28,6 +28,7 @@ from training.registry import register_method
 from zoo.clip import ClipModel
 from zoo.data import ImageDataset
 from zoo.encoders import ImageEncoder
+from zoo.text import trim_padding
 
 
 def clip_view(size: tuple[int, int], crop_scale: float = 1.0) -> ViewConfig:
@@ -126,7 +127,7 @@ class Clip(Method):
         index = index[keep]
         rows = self.captions.pick(index, self.step, self.seed)
         device = images.device
-        ids, mask = self.captions.ids[rows].to(device), self.captions.mask[rows].to(device)
+        ids, mask = trim_padding(self.captions.ids[rows].to(device), self.captions.mask[rows].to(device))
         (pixels,) = self.views(images)
         image, text = self.embed_images(pixels), self.embed_texts(ids, mask)
         scale = self.model.scale()
