@@ -159,10 +159,10 @@ def run_locked(train: ImageDataset, args: argparse.Namespace, improved: bool) ->
 
 def print_table(title: str, rows: Sequence[tuple[str, str, str]]) -> None:
     width = max(len(r[0]) for r in rows)
-    print(f"\n## {title}")  # noqa: T201
-    print(f"{'measure':<{width}}  {'result':<34}  chance")  # noqa: T201
+    print(f"\n## {title}")
+    print(f"{'measure':<{width}}  {'result':<34}  chance")
     for name, figures, chance in rows:
-        print(f"{name:<{width}}  {figures:<34}  {chance}")  # noqa: T201
+        print(f"{name:<{width}}  {figures:<34}  {chance}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -50,7 +50,7 @@ _TEXT_DEFAULTS = {"hf_model_name": None, "ls_init_value": None, "embed_cls": Fal
 
 def _open_clip() -> Any:
     try:
-        import open_clip  # noqa: PLC0415 (dev dependency, only for conversion)
+        import open_clip
     except ImportError:
         raise ConfigError("converting an open_clip model needs open_clip: pip install open_clip_torch") from None
     return open_clip
@@ -58,7 +58,7 @@ def _open_clip() -> Any:
 
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible byte → printable-character table, which CLIP's BPE vocabulary is written in."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     chars, extra = list(keep), 0
     for b in range(256):
         if b not in keep:
@@ -72,8 +72,9 @@ def clip_bpe_tokenizer(bpe_path: Path | None = None) -> Tokenizer:
     """open_clip's BPE vocabulary (``bpe_simple_vocab_16e6.txt.gz``) as a ``tokenizers`` tokenizer."""
     if bpe_path is None:
         bpe_path = Path(_open_clip().__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
-    lines = gzip.open(bpe_path).read().decode("utf-8").split("\n")
-    merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
+    with gzip.open(bpe_path) as handle:
+        lines = handle.read().decode("utf-8").split("\n")
+    merges = [(a, b) for a, b in (line.split() for line in lines[1 : 49152 - 256 - 2 + 1])]
     alphabet = list(_bytes_to_unicode().values())
     tokens = alphabet + [c + "</w>" for c in alphabet] + ["".join(m) for m in merges] + [SOT, EOT]
     vocab = {token: i for i, token in enumerate(tokens)}
@@ -132,18 +133,19 @@ def _text_state(model: nn.Module) -> dict[str, Tensor]:
 
 
 def convert_open_clip(model: nn.Module, name: str, cfg: dict[str, Any], *, source: str = "",
-                      license: str = "unknown") -> ClipModel:  # noqa: A002 (the config's field name)
+                      license: str = "unknown") -> ClipModel:
     """An open_clip ``CLIP`` module → :class:`ClipModel` with identical weights, all loaded strictly."""
-    from timm.models.vision_transformer import checkpoint_filter_fn  # noqa: PLC0415
+    from timm.models.vision_transformer import checkpoint_filter_fn
 
     _check_supported(name, cfg)
     quick_gelu = bool(cfg.get("quick_gelu", False))
     image_args = _image_arch_args(cfg, quick_gelu)
     arch = "vit_base_patch16_clip_224"  # a timm CLIP ViT; every size argument is overridden in image_args
     backbone = create_timm(arch, image_args)
-    state = {f"visual.{k}": v for k, v in model.visual.state_dict().items()}
-    load_strict(backbone, checkpoint_filter_fn(state, backbone), f"{name} visual")
-    pre = getattr(model.visual, "preprocess_cfg", {})
+    visual: Any = model.visual
+    state = {f"visual.{k}": v for k, v in visual.state_dict().items()}
+    load_strict(backbone, checkpoint_filter_fn(state, backbone), f"{name} visual")  # type: ignore[arg-type]
+    pre = getattr(visual, "preprocess_cfg", {})
     size = image_args["img_size"]
     preprocess = PreprocessConfig(input_size=(3, size, size), interpolation=pre.get("interpolation", "bicubic"),
                                   crop_pct=1.0, mean=tuple(pre.get("mean", (0.48145466, 0.4578275, 0.40821073))),
@@ -166,11 +168,11 @@ def convert_open_clip(model: nn.Module, name: str, cfg: dict[str, Any], *, sourc
     load_strict(text.tower, _text_state(model), f"{name} text")
     clip = ClipModel(config, tokenizer, visual=ImageEncoder(config, backbone), text=text)
     with torch.no_grad():
-        clip.logit_scale.copy_(model.logit_scale.detach().reshape(()))
+        clip.logit_scale.copy_(model.state_dict()["logit_scale"].reshape(()))
     return clip.eval()
 
 
-def from_open_clip(name: str, pretrained: str | Path | None = None, *, license: str = "unknown",  # noqa: A002
+def from_open_clip(name: str, pretrained: str | Path | None = None, *, license: str = "unknown",
                    ) -> ClipModel:
     """A zoo CLIP model from an open_clip architecture name, with random, local or pretrained weights.
 
@@ -190,7 +192,7 @@ def from_open_clip(name: str, pretrained: str | Path | None = None, *, license: 
         raise UnsafeWeightsError(f"{path} is {kind}; sslzoo loads open_clip weights from safetensors only "
                                  "(open_clip_model.safetensors on the Hub)")
     tag = None if path is not None else pretrained
-    model = open_clip.create_model(name, pretrained=tag)
+    model: nn.Module = open_clip.create_model(name, pretrained=tag)
     if path is not None:
         load_strict(model, {k: v for k, v in load_file(str(path)).items() if k != "attn_mask"}, str(path))
     source = f"open_clip {name}" + (f" ({pretrained})" if pretrained else " (random init)")

@@ -116,7 +116,7 @@ def retrieval_recall(image_embeddings: np.ndarray, text_embeddings: np.ndarray, 
     best_own = np.where(own, sims, -np.inf).max(axis=1, keepdims=True)
     rank_i2t = (np.where(own, -np.inf, sims) >= best_own).sum(axis=1)  # other texts at least as close
     true_t2i = sims[owner, np.arange(len(owner))]
-    rank_t2i = (sims.T > true_t2i[:, None]).sum(axis=1)
+    rank_t2i = (true_t2i[:, None] < sims.T).sum(axis=1)
     out = {}
     for k in ks:
         out[f"i2t_r@{k}"] = float((rank_i2t < k).mean())

@@ -120,6 +120,11 @@ def test_locked_towers_train_only_projections() -> None:
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"logit_scale", "visual.backbone.fc.weight", "visual.backbone.fc.bias",
                        "text.tower.projection.weight"}  # BatchNorm statistics of the locked trunk too stay put
+    rows = torch.nonzero(method._text_done).squeeze(1)
+    assert len(rows) >= 16  # locked text features cached per caption row, equal to a fresh computation
+    with torch.no_grad():
+        fresh = method.model.text.tower.pooled(method.captions.ids[rows], method.captions.mask[rows])
+    torch.testing.assert_close(method._text_cache[rows], fresh, rtol=1e-5, atol=1e-5)
     model = method.encoder()
     assert model.config.text.trainable is False and model.config.extra["image_tower"]["trainable"] is False
 

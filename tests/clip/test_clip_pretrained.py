@@ -88,5 +88,5 @@ def test_minilm_tower_provenance_and_strict_weights() -> None:
     assert encoder.config.arch == "bert" and encoder.config.license == "apache-2.0"
     assert "all-MiniLM-L6-v2" in encoder.config.init
     assert set(encoder.tower.bert.state_dict()) == set(pretrained.minilm_state())
-    ids, mask = encoder.tokenize(["a " * 100])
+    ids, _ = encoder.tokenize(["a " * 100])
     assert ids.shape == (1, 16) and int(ids[0, -1]) == 102  # truncated, still closed by [SEP]

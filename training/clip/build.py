@@ -10,6 +10,7 @@ from typing import Any
 
 from tokenizers import Tokenizer
 
+from training.clip.captions import caption_lists
 from zoo.clip import ClipModel
 from zoo.config import TextConfig
 from zoo.data import ImageDataset
@@ -18,8 +19,6 @@ from zoo.errors import ConfigError
 from zoo.pretrained import LITE0_ARCH, efficientnet_lite0_encoder, minilm_text_encoder
 from zoo.text import TextEncoder
 from zoo.tokenizer import train_wordpiece
-
-from training.clip.captions import caption_lists
 
 PRETRAINED_IMAGE = ("efficientnet_lite0", LITE0_ARCH)
 TEXT_TOWERS = ("transformer", "minilm")

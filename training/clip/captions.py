@@ -108,6 +108,7 @@ def build_caption_table(dataset: ImageDataset, tokenizer: Tokenizer, context_len
     if uncaptioned:
         log.warning("%s/%s: %d of %d images have no caption and are left out of CLIP training",
                     dataset.name, dataset.split, uncaptioned, len(lists))
-    return CaptionTable(torch.from_numpy(ids), torch.from_numpy(mask), offsets, torch.as_tensor(keys, dtype=torch.int64),
-                        texts, {"images": len(lists), "captions": len(texts), "images_without_captions": uncaptioned,
-                                "captions_filling_context": full})
+    info = {"images": len(lists), "captions": len(texts), "images_without_captions": uncaptioned,
+            "captions_filling_context": full}
+    return CaptionTable(torch.from_numpy(ids), torch.from_numpy(mask), offsets,
+                        torch.as_tensor(keys, dtype=torch.int64), texts, info)

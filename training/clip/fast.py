@@ -86,7 +86,10 @@ def fit_projections(model: ClipModel, table: CaptionTable, image_feats: Tensor, 
         table: Captions of the same images, in the same order as ``image_feats``' second axis.
         image_feats: ``[V, N, F_i]`` trunk features (``V`` views of each image).
         text_feats: ``[M, F_t]`` trunk features of every caption row.
-        steps, batch_size, lr, weight_decay: AdamW with cosine decay after a 5% warm-up.
+        steps: Optimiser steps (AdamW, cosine decay after a 5% warm-up).
+        batch_size: Pairs per step.
+        lr: Peak learning rate.
+        weight_decay: On the projection matrices only.
         seed: Seeds batches, views and caption choice.
         loss: Defaults to :class:`ClipLoss`.
     """

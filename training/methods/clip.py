@@ -72,6 +72,8 @@ class Clip(Method):
         self.views = BatchViews([clip_view(model.config.preprocess.input_size[1:], crop_scale)],
                                 model.config.preprocess)
         self.step = 0
+        self._text_done = torch.zeros(len(captions.ids), dtype=torch.bool)
+        self._text_cache: Tensor | None = None
         backbone, head = image_trunk_and_head(model)
         if lock_image:
             _freeze(backbone, keep=head)
@@ -111,14 +113,27 @@ class Clip(Method):
             pooled = backbone.forward_head(backbone.forward_features(pixels), pre_logits=True)
         return F.normalize(head(pooled), dim=-1)
 
-    def embed_texts(self, ids: Tensor, mask: Tensor) -> Tensor:
-        """Unit text embeddings; a locked trunk runs without autograd."""
+    def embed_texts(self, rows: Tensor, device: torch.device) -> Tensor:
+        """Unit text embeddings of caption ``rows``.
+
+        A locked trunk is a fixed function of the caption, so its pooled features are computed once per
+        caption row (on first use) and looked up afterwards; only the projection runs every step.
+        """
         tower = self.model.text.tower
         if not self.lock_text:
+            ids, mask = trim_padding(self.captions.ids[rows].to(device), self.captions.mask[rows].to(device))
             return F.normalize(tower(ids, mask), dim=-1)
-        with torch.no_grad():
-            pooled = tower.pooled(ids, mask)
-        return F.normalize(tower.projection(pooled), dim=-1)
+        todo = rows[~self._text_done[rows]].unique()
+        if len(todo):
+            ids, mask = trim_padding(self.captions.ids[todo].to(device), self.captions.mask[todo].to(device))
+            with torch.no_grad():
+                pooled = tower.pooled(ids, mask).float()
+            if self._text_cache is None:
+                self._text_cache = torch.zeros(len(self._text_done), pooled.shape[1], device=device)
+            self._text_cache[todo.to(device)] = pooled
+            self._text_done[todo] = True
+        assert self._text_cache is not None
+        return F.normalize(tower.projection(self._text_cache[rows.to(device)]), dim=-1)
 
     def training_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         index = batch["index"].cpu()
@@ -127,9 +142,8 @@ class Clip(Method):
         index = index[keep]
         rows = self.captions.pick(index, self.step, self.seed)
         device = images.device
-        ids, mask = trim_padding(self.captions.ids[rows].to(device), self.captions.mask[rows].to(device))
         (pixels,) = self.views(images)
-        image, text = self.embed_images(pixels), self.embed_texts(ids, mask)
+        image, text = self.embed_images(pixels), self.embed_texts(rows, device)
         scale = self.model.scale()
         loss = self.loss(image, text, scale, self.captions.keys[rows].to(device))
         return {"loss": loss, "logit_scale": scale.detach(), "embeddings": image.detach(),
