@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Debian packages that hold sslzoo's bundled data sets, where apt exists and we are root.
+# Installs the Debian packages sslzoo needs (bundled data sets; Chromium for the page tests), where apt
+# exists and we are root.
 # Elsewhere it says what to install; the datasets that need them then raise a clear error.
 set -u
-packages=(dataset-fashion-mnist fonts-noto-color-emoji unicode-data)
+packages=(dataset-fashion-mnist fonts-noto-color-emoji unicode-data chromium chromium-driver)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
