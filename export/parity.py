@@ -22,12 +22,13 @@ KNN_TEMPERATURE = 0.07  # votes weighted exp(cos / T), DINO's weighting
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Bounds a candidate must meet on every input set; ``None`` means the figure is reported, not gated."""
+    """Bounds a candidate must meet on every gated input set; ``None`` means reported, not gated."""
 
     max_abs_diff: float | None
-    min_cosine: float
+    min_cosine: float | None
     knn_agreement: float
     knn_tie: float | None = None
+    mean_cosine: float | None = None
 
 
 #: fp32 ONNX vs PyTorch: the same arithmetic in another order, so only rounding may differ. k-NN answers
@@ -35,9 +36,13 @@ class Tolerance:
 #: of the agreement: an untrained ResNet puts most images within 1e-3 of each other, and rounding then
 #: flipped half its k-NN answers; only a tie allowance separates that from a broken graph.
 FP32_TOLERANCE = Tolerance(max_abs_diff=1e-4, min_cosine=0.9999, knn_agreement=0.99, knn_tie=1e-5)
-#: int8 vs the fp32 ONNX graph: vectors may move, answers may not (the issue's goal: ≥ 99 % agreement,
-#: counted over every query: int8 noise is large enough to change real answers, so no tie allowance).
-INT8_TOLERANCE = Tolerance(max_abs_diff=None, min_cosine=0.98, knn_agreement=0.99)
+#: int8 vs the fp32 ONNX graph: vectors may move, answers may not. Judged by k-NN top-1 agreement
+#: (≥ 99 %, the issue's goal, over every query: no tie allowance) within int8 and across precisions
+#: (int8 queries against an fp32 index: both files share one embedding space), plus a mean cosine of
+#: at least 0.95 (a mean angle under 18°) against gross damage. The minimum cosine is reported only:
+#: over hundreds of images it is an extreme of rounding noise (a digits-trained narrow ResNet kept
+#: every k-NN answer at a mean cosine of 0.973 while its worst image sat at 0.88).
+INT8_TOLERANCE = Tolerance(max_abs_diff=None, min_cosine=None, knn_agreement=0.99, mean_cosine=0.95)
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
@@ -138,8 +143,10 @@ class ParityReport:
         tol = self.tolerance
         if tol.max_abs_diff is not None and not figures["rel_max_abs_diff"] <= tol.max_abs_diff:
             self.failures.append(f"{name}: max abs diff {figures['rel_max_abs_diff']:.3g} > {tol.max_abs_diff:g}")
-        if not figures["min_cosine"] >= tol.min_cosine:  # `not >=` so a NaN fails too
+        if tol.min_cosine is not None and not figures["min_cosine"] >= tol.min_cosine:  # `not >=`: NaN fails
             self.failures.append(f"{name}: min cosine {figures['min_cosine']:.6f} < {tol.min_cosine:g}")
+        if tol.mean_cosine is not None and not figures["mean_cosine"] >= tol.mean_cosine:
+            self.failures.append(f"{name}: mean cosine {figures['mean_cosine']:.6f} < {tol.mean_cosine:g}")
 
     def add_agreement(self, name: str, figures: dict[str, float], key: str = "knn_agreement") -> None:
         """Record an agreement figure (k-NN or retrieval) and check it against ``knn_agreement``."""

@@ -12,7 +12,9 @@ HEADER = (f"{'tower':6} {'prec':5} {'vs':10} {'inputs':20} {'n':>5} {'max|Δ|':>
 
 def _tolerance_text(tol: Tolerance) -> str:
     parts = [f"max|Δ| ≤ {tol.max_abs_diff:g}"] if tol.max_abs_diff is not None else []
-    parts += [f"min cos ≥ {tol.min_cosine:g}", f"top-1 agreement ≥ {tol.knn_agreement:g}"]
+    parts += [f"min cos ≥ {tol.min_cosine:g}"] if tol.min_cosine is not None else []
+    parts += [f"mean cos ≥ {tol.mean_cosine:g}"] if tol.mean_cosine is not None else []
+    parts.append(f"top-1 agreement ≥ {tol.knn_agreement:g}")
     if tol.knn_tie is not None:
         parts.append(f"k-NN ties at {tol.knn_tie:g} cos left out")
     return ", ".join(parts)

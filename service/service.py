@@ -18,9 +18,11 @@ from starlette.responses import Response
 
 from service.errors import json_errors, json_response, openai_errors
 from service.http_guard import RequestGuard
+from service.page import install_page
 
 log = logging.getLogger("sslzoo.service")
 reads = FastAPI(title="sslzoo", docs_url=None, redoc_url=None, openapi_url=None)
+install_page(reads)  # GET / (the page), /static/*, /page/config
 Encoding = Literal["float", "base64"]
 Images = list[str] | None
 Texts = list[str] | None
@@ -37,6 +39,7 @@ class SslzooService:
         from service.index import LocalIndexStore
         from service.indexing import Indexer
         from service.labelsets import LabelSetStore
+        from service.projection import Projector
         from service.runtime import ModelRuntime
         from service.settings import Settings
 
@@ -48,6 +51,7 @@ class SslzooService:
         store = LocalIndexStore(self.settings.data_dir / "indexes", self.settings.snapshot_every,
                                 self.settings.intra_op_threads)
         self.indexer = Indexer(store, self.embedder, self.settings)
+        self.projector = Projector(self.indexer)
         log.info("sslzoo service: registry %s, data %s, default model %r, backend %s, %d intra-op thread(s), "
                  "API key %s", self.runtime.registry.home, self.settings.data_dir, self.settings.default_model,
                  self.settings.backend, self.settings.intra_op_threads,
@@ -154,6 +158,16 @@ class SslzooService:
         return await self.indexer.knn_classify(index, k, label_field, temperature, filter, images=images,
                                                texts=None, vectors=vectors, model=model,
                                                embedding_space=embedding_space)
+
+    @bentoml.api(route="/index/projection")
+    @json_errors
+    async def index_projection(self, index: str = "default", method: str = "pca", max_points: int = 2000,
+                               perplexity: float | None = None, seed: int = 0, images: Images = None,
+                               texts: Texts = None, vectors: Vecs = None, model: str | None = None
+                               ) -> dict[str, Any]:
+        """A 2-D map of an index (PCA, or t-SNE), cached per index version, with a query's position if given."""
+        return await self.projector.project(index, method, max_points, perplexity, seed, images=images, texts=texts,
+                                            vectors=vectors, model=model, embedding_space=None)
 
     # -- reads (GET) -------------------------------------------------------------------------------
     @reads.get("/models")

@@ -102,6 +102,7 @@ def resolve_recipe(args: argparse.Namespace) -> Recipe:
 
 def run_train(args: argparse.Namespace) -> int:
     """``sslzoo train``: returns 0 when the encoder is trained (and saved)."""
+    from training.distributed import teardown
     from training.run import run_training
 
     if args.resume and args.out is None:
@@ -109,7 +110,10 @@ def run_train(args: argparse.Namespace) -> int:
     recipe = resolve_recipe(args)
     name = args.name or default_name(recipe)
     out = args.out or Path("runs") / name
-    outcome = run_training(recipe, out, name=None if args.no_save else name, resume=args.resume)
+    try:
+        outcome = run_training(recipe, out, name=None if args.no_save else name, resume=args.resume)
+    finally:
+        teardown()
     if outcome.entry is None and not outcome.metrics:
         return 0
     result = outcome.result

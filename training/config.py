@@ -161,6 +161,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             return dict(value)
         if hint in _SCALARS:
             return _SCALARS[hint](value, where)
+    except ConfigError:
+        raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: cannot read {value!r} as {getattr(hint, '__name__', hint)}") from exc
     return value

@@ -44,6 +44,8 @@ class BatchLoader:
 
     def __init__(self, images: np.ndarray | Tensor, batch_size: int, *, seed: int = 0, rank: int = 0,
                  world_size: int = 1, device: torch.device | str = "cpu", channels_last: bool = True) -> None:
+        if isinstance(images, np.ndarray) and not images.flags.writeable:
+            images = images.copy()  # cached datasets are read-only memory maps; torch wants to own writable memory
         tensor = torch.as_tensor(images)
         if tensor.dtype != torch.uint8 or tensor.ndim != 4:
             raise DataError(f"expected uint8 images [N, H, W, C], got {tensor.dtype} {tuple(tensor.shape)}")

@@ -21,7 +21,7 @@ from torch import nn
 
 import zoo
 from training.config import Recipe, from_mapping
-from training.distributed import DistInfo, setup
+from training.distributed import DistInfo, barrier, setup
 from training.evaluate import embed_images, evaluate_encoder
 from training.plots import projection_png, read_metrics, training_curves_png
 from training.registry import get_method
@@ -114,7 +114,11 @@ def build_method(recipe: Recipe, encoder: ImageEncoder) -> nn.Module:
 def prepare_run_dir(recipe: Recipe, run_dir: Path, resume: bool, is_main: bool) -> Recipe:
     """Save the recipe in a new run dir; on resume, insist the recipe matches the one the run started with."""
     path = run_dir / RECIPE_FILE
-    if resume and path.is_file():
+    existing = path.is_file()
+    barrier()  # every rank looks before rank 0 writes
+    if not resume and existing:
+        raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out")
+    if resume and existing:
         saved = from_mapping(Recipe, yaml.safe_load(path.read_text()), where=str(path))
         mine, theirs = recipe.to_dict(), saved.to_dict()
         changed = _changed_keys(mine, theirs)

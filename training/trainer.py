@@ -202,12 +202,13 @@ class Trainer:
         self.skipped_steps += 1
         self.bad_steps_in_row += 1
         if self.skipped_steps == 1:
-            log.warning("non-finite gradients: optimiser step skipped. With bf16 and channels-last on CPU, "
-                        "PyTorch's convolution backward can return NaN for stride-2 convolutions on 1x1 maps "
-                        "(a ResNet on 16 px images); set train.channels_last: false or a larger img_size")
+            log.warning("non-finite gradients: optimiser step skipped. Under bf16 on CPU, PyTorch 2.14 computes "
+                        "the weight gradient of a stride-2 convolution on a 1x1 map wrongly (a ResNet on inputs "
+                        "of 16 px or less): give it model.arch_args.output_stride: 16, a larger img_size, or "
+                        "train.precision: fp32")
         if self.bad_steps_in_row >= MAX_BAD_STEPS:
             raise TrainingError(f"{self.bad_steps_in_row} optimiser steps in a row had non-finite gradients; "
-                                "lower the learning rate, set train.channels_last: false or use precision fp32")
+                                "lower the learning rate or use train.precision: fp32")
         return False
 
     def _log_row(self, step: int, scalars: dict[str, Tensor], embeddings: Tensor | None,

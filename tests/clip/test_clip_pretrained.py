@@ -43,7 +43,7 @@ def test_efficientnet_lite0_converts_once_and_predicts_imagenet() -> None:
         assert len(list(f.keys())) == 296  # every tensor of the pickle, renamed, loaded strictly on conversion
         assert len(f.metadata()["source_sha256"]) == 64
     mtime = path.stat().st_mtime_ns
-    encoder = pretrained.efficientnet_lite0_encoder(embed_dim=1000, crop_pct=0.875)
+    encoder = pretrained.efficientnet_lite0_encoder(embed_dim=1000, crop_pct=0.875).eval()
     assert path.stat().st_mtime_ns == mtime  # converted once, read from safetensors afterwards
     assert encoder.config.extra["image_tower"]["license"] == "apache-2.0"
     images = [__import__("PIL.Image", fromlist=["Image"]).fromarray(a) for a in load_sample_images().images]

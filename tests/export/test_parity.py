@@ -69,3 +69,19 @@ def test_report_gates_and_nan_fails():
     report.add_agreement("k-NN", {"knn_agreement": 0.5, "n": 2})
     assert report.failures[-1] == "k-NN: knn agreement 0.5000 < 0.9"
     assert report.to_dict()["passed"] is False
+
+
+def test_mean_cosine_gate_and_ungated_minimum():
+    int8_like = Tolerance(max_abs_diff=None, min_cosine=None, knn_agreement=0.9, mean_cosine=0.95)
+    report = ParityReport("image", "int8", "onnx fp32", int8_like)
+    ref = np.eye(4)
+    one_bad = ref.copy()
+    one_bad[0] = [1.0, 1.0, 0.0, 0.0]  # cosine 0.707 for one vector, mean 0.927
+    report.add_vectors("one bad of four", ref, one_bad)
+    assert report.failures == ["one bad of four: mean cosine 0.926777 < 0.95"]
+    many = np.eye(40)
+    drifted = many.copy()
+    drifted[0, 1] = 1.0  # the same bad vector among forty: mean 0.9927, minimum still 0.707
+    report = ParityReport("image", "int8", "onnx fp32", int8_like)
+    report.add_vectors("one bad of forty", many, drifted)
+    assert report.passed and report.figures["one bad of forty"]["min_cosine"] == pytest.approx(0.5 ** 0.5)

@@ -1,4 +1,7 @@
-"""Two CPU processes on gloo under torchrun: gradients synchronised, data sharded, checkpoints per rank."""
+"""Two CPU processes on gloo under torchrun: gradients synchronised, data sharded, checkpoints per rank.
+
+The method is the registered SimCLR (at test size), whose NT-Xent gathers negatives across ranks.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ def test_two_ranks_on_gloo_train_in_sync(tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     cmd = [torchrun, "--standalone", "--nproc_per_node", "2", str(SCRIPT), str(run), "--steps", "3",
-           "--batch-size", "4", "--checkpoint-every", "2"]
+           "--batch-size", "4", "--checkpoint-every", "2", "--method", "simclr"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=110, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     digests = [(run / f"params_rank{r}.txt").read_text() for r in range(2)]

@@ -104,15 +104,28 @@ def tiny_images(n: int = 64, size: int = 12, seed: int = 0) -> np.ndarray:
 
 
 def build_tiny(seed: int = 0, size: int = 12) -> TinyContrastive:
-    """The test method around a 2-block, 32-wide ViT (seeded so every process starts from the same weights).
+    """The test method around a 2-block ViT-Tiny with a 32-d linear head (seeded: every process starts alike).
 
-    A ViT rather than a tiny ResNet: PyTorch 2.14's bf16 channels-last convolution backward on CPU returns
-    NaN now and then for stride-2 convolutions on 1×1 maps, which a ResNet at 12 px has.
+    A ViT rather than a tiny ResNet: under bf16 on CPU, PyTorch 2.14 gets the weight gradient of a
+    stride-2 convolution on a 1×1 map wrong now and then, which a ResNet at 12 px has.
     """
     torch.manual_seed(seed)
     encoder = build_encoder("vit_tiny_patch16_224", img_size=size, in_chans=1, patch_size=4, embed_dim=32,
                             depth=2, num_heads=2)
     return TinyContrastive(encoder)
+
+
+def build_registered(name: str, seed: int = 0) -> nn.Module:
+    """A registered method around :data:`TINY_VIT` for 16 px grey images, with test-size heads."""
+    from training.config import Recipe, from_mapping
+    from training.run import build_method, build_run_encoder
+    from zoo.data import ImageDataset
+
+    recipe = from_mapping(Recipe, {"method": name, "method_args": SMALL_METHOD_ARGS.get(name, {}), "model": TINY_VIT})
+    shape = ImageDataset(name="tiny", split="train", images=tiny_images(n=2, size=16), labels=None, class_names=None,
+                         captions=None, license="test", source="test")
+    torch.manual_seed(seed)
+    return build_method(recipe, build_run_encoder(recipe, shape))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--accum", type=int, default=1)
+    parser.add_argument("--method", help="train this registered method (at test size) instead of the tiny one")
     args = parser.parse_args(argv)
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, accum_steps=args.accum, lr=3e-3,
                          warmup_steps=2, log_every=1, checkpoint_every=args.checkpoint_every, progress=False,
@@ -137,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.kill_at and step == args.kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    trainer = Trainer(build_tiny(), tiny_images(), config, args.run_dir, callbacks=[kill], name="tiny")
+    method, images = (build_registered(args.method), tiny_images(size=16)) if args.method else (build_tiny(), tiny_images())
+    trainer = Trainer(method, images, config, args.run_dir, callbacks=[kill], name=args.method or "tiny")
     result = trainer.fit(resume=args.resume)
     rank = trainer.dist.rank
     digest = hashlib.sha256(b"".join(p.detach().float().numpy().tobytes() for p in trainer.method.parameters()))
