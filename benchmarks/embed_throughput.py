@@ -5,11 +5,13 @@
 
 For each model: torch eager (``inference_mode``), ``torch.compile`` (if it works here), onnxruntime
 fp32 and int8 (static QDQ U8S8, the export package's quantiser), and bf16 where onnxruntime's CPU
-provider has bfloat16 kernels (probed, not assumed). The peak is measured in the same run (best of
-several 2048³ matmuls, torch and onnxruntime), model FLOPs are counted with
-``torch.utils.flop_counter.FlopCounterMode`` (2 per multiply-add), and each throughput is shown as
-``images/s × FLOPs/image ÷ peak``. Times are medians of repeated calls, so a busy machine shifts
-them less than means would. int8 k-NN agreement (int8 vs fp32 ONNX, digits) is printed per model;
+provider has bfloat16 kernels (probed, not assumed). Model FLOPs are counted with
+``torch.utils.flop_counter.FlopCounterMode`` (2 per multiply-add). The fp32 matmul peak is measured in
+the same run, twice: best of several 2048³ matmuls (torch and onnxruntime) before and after, for the
+record, and a 1024³ matmul timed inside every timing round. Backends and that probe run round-robin,
+so on a shared machine they see the same load; each cell shows the median images/s and the median
+per-round ``images/s × FLOPs/image ÷ probe GFLOP/s`` (the fraction of peak under that round's load).
+int8 k-NN agreement (int8 vs fp32 ONNX, digits) is printed per model;
 ``--fit-steps`` first fits the encoder briefly on digits, since an untrained encoder's embeddings are
 so close together that k-NN answers are decided by rounding.
 """
@@ -48,6 +50,8 @@ MODELS: dict[str, dict] = {
     "resnet18@224": {"arch": "resnet18", "img_size": 224},
 }
 PEAK_N = 2048
+PROBE_N = 1024  # the per-round peak probe: 2.1 GFLOP, long enough for MKL's full speed, short enough to repeat
+COLUMNS = ("torch eager", "torch.compile", "ORT fp32", "ORT int8")
 
 
 def median_seconds(fn: Callable[[], object], seconds: float, min_runs: int = 3) -> float:
@@ -129,7 +133,31 @@ def int8_parity(fp32: OnnxImageEncoder, int8: OnnxImageEncoder, preprocess: zoo.
             "mean_cos": cos["mean_cosine"], "min_cos": cos["min_cosine"]}
 
 
-def bench_model(name: str, spec: dict, args: argparse.Namespace, peak: float, tmp: Path) -> list[str]:
+def interleaved(fns: dict[str, Callable[[], object]], probe: Callable[[], object], seconds: float,
+                min_rounds: int = 5) -> tuple[dict[str, list[float]], list[float]]:
+    """Call every function once per round, with a matmul probe in the same round; return all times.
+
+    On a shared machine the load changes from second to second. Timing the backends and the peak
+    probe round-robin exposes them all to the same load, so per-round ratios are fair even when the
+    absolute numbers drift.
+    """
+    for fn in (*fns.values(), probe):
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    probes: list[float] = []
+    start = time.perf_counter()
+    while len(probes) < min_rounds or time.perf_counter() - start < seconds * len(fns):
+        t = time.perf_counter()
+        probe()
+        probes.append(time.perf_counter() - t)
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return times, probes
+
+
+def bench_model(name: str, spec: dict, args: argparse.Namespace, tmp: Path) -> None:
     torch.manual_seed(0)
     encoder = zoo.build_encoder(spec["arch"], img_size=spec["img_size"]).eval()
     if args.fit_steps:
@@ -150,31 +178,33 @@ def bench_model(name: str, spec: dict, args: argparse.Namespace, peak: float, tm
             compiled = torch.compile(encoder, dynamic=False)
         except Exception as exc:  # report, do not hide: the column then says why
             print(f"# torch.compile unavailable for {name}: {exc}")
-    rows = []
+    a, b = torch.randn(PROBE_N, PROBE_N), torch.randn(PROBE_N, PROBE_N)
     for batch in args.batches:
         pixels = torch.randn(batch, *size)
         array = pixels.numpy()
-        speeds: dict[str, float | None] = {}
-        with torch.inference_mode():
-            speeds["torch eager"] = batch / median_seconds(lambda x=pixels: encoder(x), args.seconds)
-            speeds["torch.compile"] = (batch / median_seconds(lambda x=pixels: compiled(x), args.seconds)
-                                       if compiled is not None else None)
+        fns: dict[str, Callable[[], object]] = {"torch eager": lambda x=pixels: encoder(x)}
+        if compiled is not None:
+            fns["torch.compile"] = lambda x=pixels: compiled(x)
         for label, session in sessions.items():
-            speeds[label] = batch / median_seconds(lambda s=session, x=array, b=batch: s.embed_array(x, b),
-                                                   args.seconds)
+            fns[label] = lambda s=session, x=array, n=batch: s.embed_array(x, n)
+        with torch.inference_mode():
+            times, probes = interleaved(fns, lambda: torch.mm(a, b), args.seconds)
         cells = []
-        for label in ("torch eager", "torch.compile", "ORT fp32", "ORT int8"):
-            value = speeds[label]
-            cells.append(f"{value:8.1f} {100 * value * flops / (peak * 1e9):5.1f}%" if value else f"{'n/a':>15}")
-        ratio = (speeds["ORT int8"] or 0) / (speeds["ORT fp32"] or 1)
-        rows.append(f"| {name:16} | {flops / 1e9:7.3f} | {batch:5} | " + " | ".join(cells) + f" | {ratio:5.2f}× |")
-        print(rows[-1], flush=True)
-    note = (f"# {name}: int8 vs fp32 ONNX on digits (gallery 300, queries 100): k-NN top-1 agreement "
-            f"{parity['knn']:.3f} (int8 queries on an fp32 index {parity['mixed']:.3f}), mean cos "
-            f"{parity['mean_cos']:.4f}, min cos {parity['min_cos']:.4f}; fp32 k-NN accuracy {parity['acc_fp32']:.3f}"
-            f"{' after ' + str(args.fit_steps) + ' fit steps' if args.fit_steps else ' (untrained weights)'}")
-    print(note, flush=True)
-    return [*rows, note]
+        for label in COLUMNS:
+            if label not in times:
+                cells.append(f"{'n/a':>15}")
+                continue
+            fraction = [(batch * flops / t) / (2 * PROBE_N**3 / p) for t, p in zip(times[label], probes, strict=True)]
+            cells.append(f"{batch / statistics.median(times[label]):8.1f} {100 * statistics.median(fraction):5.1f}%")
+        ratio = statistics.median(times["ORT fp32"]) / statistics.median(times["ORT int8"])
+        probe_gflops = 2 * PROBE_N**3 / statistics.median(probes) / 1e9
+        print(f"| {name:16} | {flops / 1e9:8.3f} | {batch:5} | " + " | ".join(cells) +
+              f" | {ratio:8.2f}× | {probe_gflops:6.1f} |", flush=True)
+    print(f"# {name}: int8 vs fp32 ONNX on digits (gallery 300, queries 100): k-NN top-1 agreement "
+          f"{parity['knn']:.3f} (int8 queries on an fp32 index {parity['mixed']:.3f}), mean cos "
+          f"{parity['mean_cos']:.4f}, min cos {parity['min_cos']:.4f}; fp32 k-NN accuracy {parity['acc_fp32']:.3f}"
+          f"{' after ' + str(args.fit_steps) + ' fit steps' if args.fit_steps else ' (untrained weights)'}",
+          flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -190,23 +220,23 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     peaks = measure_peak(args.threads, args.seconds)
-    peak = max(peaks["torch fp32"], peaks["onnxruntime fp32"])
+    peak = max(peaks["torch fp32"], peaks["onnxruntime fp32"])  # best of both libraries: the machine's peak
     ok, note = bf16_supported()
     print(f"# fp32 matmul peak {peak:.1f} GFLOP/s (best 2048³ matmul: torch {peaks['torch fp32']:.1f}, onnxruntime "
           f"{peaks['onnxruntime fp32']:.1f}; torch bf16 {peaks['torch bf16']:.1f}), {torch.get_num_threads()} "
           f"threads, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"# ORT bf16: {'available' if ok else 'not available'} ({note})")
-    print("# cells: images/s and % of the fp32 peak (images/s × FLOPs/image ÷ peak)")
+    print("# cells: median images/s, and median over rounds of (images/s × FLOPs/image) ÷ (GFLOP/s of a 1024³ fp32")
+    print("# matmul timed in the same round); last column: that probe's median GFLOP/s")
     print(f"| {'model':16} | GFLOP/im | batch | {'torch eager':>15} | {'torch.compile':>15} | {'ORT fp32':>15} | "
-          f"{'ORT int8':>15} | int8/fp32 |")
-    print(f"|{'-' * 18}|{'-' * 10}|{'-' * 7}|" + f"{'-' * 17}|" * 4 + f"{'-' * 11}|")
+          f"{'ORT int8':>15} | int8/fp32 | probe  |")
+    print(f"|{'-' * 18}|{'-' * 10}|{'-' * 7}|" + f"{'-' * 17}|" * 4 + f"{'-' * 11}|{'-' * 8}|")
     with tempfile.TemporaryDirectory(prefix="sslzoo-bench-") as folder:
         for name in args.models.split(","):
-            bench_model(name, MODELS[name], args, peak, Path(folder))
+            bench_model(name, MODELS[name], args, Path(folder))
     after = measure_peak(args.threads, args.seconds)
     print(f"# fp32 matmul peak re-measured after the run: torch {after['torch fp32']:.1f}, onnxruntime "
-          f"{after['onnxruntime fp32']:.1f} GFLOP/s, load average {os.getloadavg()[0]:.1f} (percentages use the "
-          f"first, {peak:.1f}; if the two differ much, the machine was shared and the percentages are rough)")
+          f"{after['onnxruntime fp32']:.1f} GFLOP/s, load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

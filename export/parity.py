@@ -113,7 +113,7 @@ def knn_figures(reference: tuple[np.ndarray, np.ndarray], candidate: tuple[np.nd
     same = ref_pred == cand_pred
     counted = decisive(ref_votes, ref_sims, tie, k) if tie is not None else np.ones(len(same), bool)
     return {"knn_agreement": float(same[counted].mean()) if counted.any() else 1.0,
-            "knn_agreement_all": float(same.mean()), "knn_ties": np.count_nonzero(~counted),
+            "knn_agreement_all": float(same.mean()), "knn_ties": int(np.count_nonzero(~counted)),
             "knn_accuracy_reference": float((ref_pred == query_labels).mean()),
             "knn_accuracy_candidate": float((cand_pred == query_labels).mean()), "n": len(query_labels)}
 

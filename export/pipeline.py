@@ -205,8 +205,8 @@ def export_entry(ref: str | Path, *, int8: bool = True, opset: int = DEFAULT_OPS
         figures = _figures(source, files)
         files.update({path.name: path.read_bytes() for path in paths.values()})
     info = _onnx_info(source, opset, reports, written, signatures, len(sets.calibration))
-    new_config = config.replace(extra={**config.extra, "onnx": info},
-                                metrics={**config.metrics, **_metrics(reports, written)})
+    kept = {k: v for k, v in config.metrics.items() if not k.startswith("onnx_")}  # a re-export replaces them
+    new_config = config.replace(extra={**config.extra, "onnx": info}, metrics={**kept, **_metrics(reports, written)})
     entry = save_files(name or source.name, new_config, files, figures=figures or None, registry=registry)
     log.info("exported %s -> %s", source.ref, entry.ref)
     return ExportResult(source, entry, reports, written)

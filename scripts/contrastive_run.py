@@ -34,6 +34,7 @@ log = logging.getLogger("contrastive_run")
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Train, record the probes, draw the animation (and save the encoder with ``--save``)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="fashion-mnist", choices=("fashion-mnist", "digits"))
     parser.add_argument("--steps", type=int, default=400)

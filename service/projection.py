@@ -222,12 +222,13 @@ class Projector:
         query = vectors.values[:1].astype(np.float64)
         if projection.components is not None and projection.mean is not None:
             x, y = ((query - projection.mean) @ projection.components.T)[0]
-            return {"x": float(x), "y": float(y), "placement": "projected", "model": vectors.model}
+            return {"x": round(float(x), 6), "y": round(float(y), 6), "placement": "projected", "model": vectors.model}
         assert projection.vectors is not None
         scores = projection.vectors.astype(np.float64) @ query[0]
         best = int(np.argmax(scores))
         x, y = projection.xy[best]
-        return {"x": float(x), "y": float(y), "placement": "nearest-neighbour", "nearest_id": projection.ids[best],
+        return {"x": round(float(x), 6), "y": round(float(y), 6), "placement": "nearest-neighbour",
+                "nearest_id": projection.ids[best],
                 "score": float(scores[best]), "model": vectors.model}
 
     async def project(self, name: str, method: str = "pca", max_points: int = DEFAULT_POINTS,
@@ -242,6 +243,6 @@ class Projector:
                 "total": projection.total, "sampled": len(projection.ids) < projection.total,
                 "seconds": round(projection.seconds, 4),
                 "explained_variance": list(projection.explained) if projection.explained else None,
-                "points": {"ids": projection.ids, "x": projection.xy[:, 0].round(6).tolist(),
-                           "y": projection.xy[:, 1].round(6).tolist(), "metadata": projection.metadata},
+                "points": {"ids": projection.ids, "x": [round(float(v), 6) for v in projection.xy[:, 0]],
+                           "y": [round(float(v), 6) for v in projection.xy[:, 1]], "metadata": projection.metadata},
                 "query": query}

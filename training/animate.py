@@ -15,6 +15,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -23,6 +24,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import animation
 from matplotlib.collections import LineCollection
+from matplotlib.lines import Line2D
 
 from training.probe import META_FILE, PROBE_DIR
 from zoo.errors import DataError
@@ -109,7 +111,72 @@ def _class_names(run_dir: Path) -> list[str] | None:
     return list(names) if names else None
 
 
-def animate(run_dir: Path, out: Path, *, fps: float = 4.0, dpi: int = 80, title: str | None = None,
+@dataclass(frozen=True)
+class _Series:
+    """Everything the frames show, computed once: 2-D points per step and the figures per step."""
+
+    steps: list[int]
+    points: list[tuple[np.ndarray, np.ndarray]]
+    align: list[float]
+    unif: list[float]
+    gaps: list[float]
+    labels: np.ndarray
+
+
+def _series(frames: Sequence[ProbeFrame]) -> _Series:
+    mean, components = fit_pca(frames)
+    return _Series(steps=[f.step for f in frames],
+                   points=[((f.view1 - mean) @ components.T, (f.view2 - mean) @ components.T) for f in frames],
+                   align=[alignment(f.view1, f.view2) for f in frames],
+                   unif=[0.5 * (uniformity(f.view1) + uniformity(f.view2)) for f in frames],
+                   gaps=[float(np.mean(np.linalg.norm(f.view1 - f.view2, axis=1))) for f in frames],
+                   labels=frames[0].labels)
+
+
+def _scatter_axes(fig: plt.Figure, series: _Series, names: list[str] | None) -> tuple[Any, ...]:
+    """The projection panel with fixed limits (the whole run's extent); returns its changing artists."""
+    ax = fig.add_axes((0.08, 0.3, 0.88, 0.62))
+    every = np.concatenate([np.concatenate(p) for p in series.points])
+    low, high = every.min(axis=0), every.max(axis=0)
+    pad = 0.08 * (high - low + 1e-9)
+    ax.set_xlim(low[0] - pad[0], high[0] + pad[0])
+    ax.set_ylim(low[1] - pad[1], high[1] + pad[1])
+    ax.set_xlabel("PC 1 (fitted on every step)", fontsize=8)
+    ax.set_ylabel("PC 2", fontsize=8)
+    ax.tick_params(labelsize=7)
+    labels = series.labels
+    cmap = plt.get_cmap("tab10" if labels.max(initial=0) < 10 else "tab20")
+    colours = cmap(np.where(labels < 0, 0, labels) % cmap.N)
+    lines = LineCollection([], colors=colours, linewidths=1.0, alpha=0.55)
+    ax.add_collection(lines)
+    first = ax.scatter([], [], s=22, marker="o", edgecolors="white", linewidths=0.4)
+    second = ax.scatter([], [], s=26, marker="^", edgecolors="white", linewidths=0.4)
+    if names and (labels >= 0).any():
+        handles = [Line2D([], [], ls="", marker="o", color=cmap(c % cmap.N), label=names[c] if c < len(names)
+                          else str(c)) for c in np.unique(labels[labels >= 0])]
+        handles += [Line2D([], [], ls="", marker=m, color="#555", label=f"view {i}") for i, m in ((1, "o"), (2, "^"))]
+        ax.legend(handles=handles, fontsize=6.5, loc="lower right", ncol=2, frameon=True, framealpha=0.8)
+    corner = ax.text(0.02, 0.98, "", transform=ax.transAxes, va="top", ha="left", fontsize=8.5, family="monospace",
+                     bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.85, "edgecolor": "#999"})
+    return lines, first, second, corner, colours
+
+
+def _curve_axes(fig: plt.Figure, series: _Series) -> tuple[Any, Any]:
+    """Alignment and uniformity against the step, drawn up to the current frame."""
+    curve = fig.add_axes((0.1, 0.06, 0.84, 0.16))
+    curve.set_xlim(min(series.steps), max(*series.steps, min(series.steps) + 1))
+    both = series.align + series.unif
+    curve.set_ylim(min(both) - 0.1, max(both) + 0.1)
+    curve.tick_params(labelsize=7)
+    curve.set_xlabel("step", fontsize=7)
+    curve.grid(alpha=0.3)
+    (align_line,) = curve.plot([], [], color="#d62728", lw=1.3, label="alignment ↓")
+    (unif_line,) = curve.plot([], [], color="#1f77b4", lw=1.3, label="uniformity ↓")
+    curve.legend(fontsize=7, loc="upper right", frameon=False)
+    return align_line, unif_line
+
+
+def animate(run_dir: Path, out: Path, *, fps: int = 4, dpi: int = 80, title: str | None = None,
             hold_last: int = 6) -> AnimationSummary:
     """Write the animation of a run's probes to ``out`` (``.gif``, or ``.mp4`` with ffmpeg).
 
@@ -127,73 +194,35 @@ def animate(run_dir: Path, out: Path, *, fps: float = 4.0, dpi: int = 80, title:
     frames = load_probes(run_dir)
     out = Path(out)
     writer = _writer(out, fps)
-    mean, components = fit_pca(frames)
-    points = [((f.view1 - mean) @ components.T, (f.view2 - mean) @ components.T) for f in frames]
-    every = np.concatenate([np.concatenate(p) for p in points])
-    low, high = every.min(axis=0), every.max(axis=0)
-    pad = 0.08 * (high - low + 1e-9)
-    align = [alignment(f.view1, f.view2) for f in frames]
-    unif = [0.5 * (uniformity(f.view1) + uniformity(f.view2)) for f in frames]
-    steps = [f.step for f in frames]
-    labels = frames[0].labels
-    names = _class_names(run_dir)
-    cmap = plt.get_cmap("tab10" if labels.max(initial=0) < 10 else "tab20")
-    colours = cmap(np.where(labels < 0, 0, labels) % cmap.N)
-
+    series = _series(frames)
     fig = plt.figure(figsize=(6.4, 7.2))
-    ax = fig.add_axes((0.08, 0.3, 0.88, 0.62))
-    curve = fig.add_axes((0.1, 0.06, 0.84, 0.16))
-    ax.set_xlim(low[0] - pad[0], high[0] + pad[0])
-    ax.set_ylim(low[1] - pad[1], high[1] + pad[1])
-    ax.set_xlabel("PC 1 (fitted on every step)", fontsize=8)
-    ax.set_ylabel("PC 2", fontsize=8)
-    ax.tick_params(labelsize=7)
-    lines = LineCollection([], colors=colours, linewidths=1.0, alpha=0.55)
-    ax.add_collection(lines)
-    first = ax.scatter([], [], s=22, marker="o", edgecolors="white", linewidths=0.4, label="view 1")
-    second = ax.scatter([], [], s=26, marker="^", edgecolors="white", linewidths=0.4, label="view 2")
-    if names and (labels >= 0).any():
-        handles = [plt.Line2D([], [], ls="", marker="o", color=cmap(c % cmap.N), label=names[c] if c < len(names)
-                              else str(c)) for c in np.unique(labels[labels >= 0])]
-        ax.legend(handles=handles, fontsize=6.5, loc="lower right", ncol=2, frameon=True, framealpha=0.8)
-    corner = ax.text(0.02, 0.98, "", transform=ax.transAxes, va="top", ha="left", fontsize=8.5, family="monospace",
-                     bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.85, "edgecolor": "#999"})
-    heading = fig.suptitle("", fontsize=10)
-    curve.set_xlim(min(steps), max(max(steps), min(steps) + 1))
-    both = align + unif
-    curve.set_ylim(min(both) - 0.1, max(both) + 0.1)
-    curve.tick_params(labelsize=7)
-    curve.set_xlabel("step", fontsize=7)
-    curve.grid(alpha=0.3)
-    (align_line,) = curve.plot([], [], color="#d62728", lw=1.3, label="alignment ↓")
-    (unif_line,) = curve.plot([], [], color="#1f77b4", lw=1.3, label="uniformity ↓")
-    curve.legend(fontsize=7, loc="upper right", frameon=False)
+    lines, first, second, corner, colours = _scatter_axes(fig, series, _class_names(run_dir))
+    align_line, unif_line = _curve_axes(fig, series)
     name = title if title is not None else _title(run_dir)
-    order = list(range(len(frames))) + [len(frames) - 1] * max(0, hold_last)
+    fig.suptitle(f"{name} — {len(series.labels)} probe images, both views", fontsize=10)
 
-    def draw(i: int) -> list[object]:
-        a, b = points[i]
+    def draw(i: int) -> list[Any]:
+        a, b = series.points[i]
         lines.set_segments(np.stack([a, b], axis=1))
         first.set_offsets(a)
         first.set_facecolors(colours)
         second.set_offsets(b)
         second.set_facecolors(colours)
-        gap = float(np.mean(np.linalg.norm(frames[i].view1 - frames[i].view2, axis=1)))
-        corner.set_text(f"step {steps[i]:>6}\nalignment  {align[i]:6.3f}\nuniformity {unif[i]:6.3f}\n"
-                        f"pair dist  {gap:6.3f}")
-        heading.set_text(f"{name} — {len(labels)} probe images, both views")
-        align_line.set_data(steps[: i + 1], align[: i + 1])
-        unif_line.set_data(steps[: i + 1], unif[: i + 1])
+        corner.set_text(f"step {series.steps[i]:>6}\nalignment  {series.align[i]:6.3f}\n"
+                        f"uniformity {series.unif[i]:6.3f}\npair dist  {series.gaps[i]:6.3f}")
+        align_line.set_data(series.steps[: i + 1], series.align[: i + 1])
+        unif_line.set_data(series.steps[: i + 1], series.unif[: i + 1])
         return [lines, first, second, corner, align_line, unif_line]
 
+    order = list(range(len(frames))) + [len(frames) - 1] * max(0, hold_last)
     anim = animation.FuncAnimation(fig, draw, frames=order, blit=False)
     out.parent.mkdir(parents=True, exist_ok=True)
     anim.save(str(out), writer=writer, dpi=dpi)
     plt.close(fig)
-    return AnimationSummary(out, len(order), tuple(steps), tuple(align), tuple(unif))
+    return AnimationSummary(out, len(order), tuple(series.steps), tuple(series.align), tuple(series.unif))
 
 
-def _writer(out: Path, fps: float) -> animation.AbstractMovieWriter:
+def _writer(out: Path, fps: int) -> animation.AbstractMovieWriter:
     suffix = out.suffix.lower()
     if suffix == ".gif":
         return animation.PillowWriter(fps=fps)

@@ -22,7 +22,7 @@ def add_plot_command(sub: Any) -> None:
                                      "a line, alignment and uniformity in the corner.")
     a.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run folder holding probe/step_*.npz")
     a.add_argument("--out", type=Path, help="output .gif (or .mp4 with ffmpeg); default RUN_DIR/contrastive.gif")
-    a.add_argument("--fps", type=float, default=4.0, help="frames per second (default 4)")
+    a.add_argument("--fps", type=int, default=4, help="frames per second (default 4)")
     a.add_argument("--dpi", type=int, default=80, help="resolution (default 80: 512×576 pixels)")
     a.add_argument("--title", help="figure title (default: the method recorded in probe/meta.json)")
     a.set_defaults(func=run_animate)

@@ -233,6 +233,7 @@ async function runQuery(query) {
 async function onFile(file) {
   if (!file) return;
   for (const id of ["query-message", "nn-message", "zs-message", "add-message"]) showError($(id), null);
+  $("add-status").textContent = "";
   const figure = $("preview-figure");
   const preview = $("query-preview");
   figure.hidden = true;
@@ -333,7 +334,10 @@ function applyColours() {
     li.append(sw, document.createTextNode(text));
     legend.append(li);
   };
-  for (const c of categories) item("swatch", colourOf.get(c), `${field} = ${c}`);
+  if (categories.length) {
+    legend.append(Object.assign(document.createElement("li"), { className: "legend-title", textContent: `${field}:` }));
+  }
+  for (const c of categories) item("swatch", colourOf.get(c), c);
   if (values.some((v) => v === null)) item("swatch", MISSING, field ? `no ${field}` : "items");
   if (p.query) item("swatch query", null, "your query");
 }
@@ -362,7 +366,6 @@ async function showSpace() {
   state.thumbs = new Map();
   const wrap = $("scatter-wrap");
   wrap.hidden = false;
-  $("scatter-keys").hidden = false;
   const select = $("colour-by");
   const previous = select.value;
   const fields = colourFields(out.points.metadata);

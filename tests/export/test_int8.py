@@ -14,7 +14,7 @@ from export.parity import Tolerance
 from export.pipeline import quantize_image_gated
 from export.runtime import OnnxImageEncoder
 
-LENIENT = Tolerance(max_abs_diff=None, min_cosine=0.9, knn_agreement=0.5)
+LENIENT = Tolerance(max_abs_diff=None, min_cosine=0.9, knn_agreement=0.0)  # untrained: answers are ties
 UNREACHABLE_FOR_INT8 = Tolerance(max_abs_diff=None, min_cosine=0.99999999, knn_agreement=1.0)
 
 

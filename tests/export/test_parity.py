@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -51,6 +53,7 @@ def test_ties_are_left_out_only_when_asked():
     assert strict["knn_agreement"] == 0.5 and strict["knn_ties"] == 0
     tolerant = knn_figures((gallery, lifted), (gallery, nudged), labels, np.array([0, 2]), tie=1e-6, k=1)
     assert tolerant["knn_agreement"] == 1.0 and tolerant["knn_agreement_all"] == 0.5 and tolerant["knn_ties"] == 1
+    json.dumps(tolerant)  # figures go to config.json: plain Python numbers only
     # A decisive query that changes its answer still counts against the candidate.
     moved = knn_figures((gallery, queries), (gallery, np.array([[1.0, 0.0], [1.0, 0.9]])), labels,
                         np.array([0, 2]), tie=1e-6, k=1)

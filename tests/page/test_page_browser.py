@@ -27,7 +27,7 @@ def wait_for(driver, condition, what: str, timeout: float = WAIT):
     from selenium.webdriver.support.ui import WebDriverWait
 
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: condition(d))
+        return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
     except TimeoutException:
         logs = "\n".join(str(e) for e in driver.get_log("browser"))
         raise AssertionError(f"timed out waiting for {what}; browser log:\n{logs}") from None
@@ -88,6 +88,22 @@ def page(browser, server, shapes_index):
     return browser
 
 
+def test_page_routes_sit_beside_the_api(server):
+    page = server.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "<title>sslzoo" in page.text
+    script = server.get("/static/app.js")
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    assert server.get("/static/missing.js").status_code == 404
+    assert server.get("/page/config").json()["api_key_required"] is True
+    assert server.get("/page/config").json()["max_request_bytes"] == MAX_BODY
+    assert server.get("/models").status_code == 200 and server.get("/index/stats").status_code == 200
+    assert server.get("/docs.json").status_code == 200  # BentoML's OpenAPI spec is still served
+    missing = server.post("/index/projection", {"index": "nope"})
+    assert missing.status_code == 404 and missing.json()["type"] == "not_found"
+    assert server.post("/index/projection", {"method": "umap"}).status_code == 400
+
+
 def test_image_query_shows_the_apis_neighbours_and_zero_shot_labels(page, server, shapes_index, tmp_path):
     assert by_id(page, "index-input").get_attribute("value") == "shapes"
     assert by_id(page, "model-select").get_attribute("value") == "clip@1"  # the index's own model, chosen for it
@@ -145,7 +161,7 @@ def test_embedding_view_matches_the_projection_endpoint_and_marks_the_query(page
     assert canvas.get_attribute("data-placement") == "projected"
     assert by_id(page, "colour-by").get_attribute("value") == "label"
     legend = by_id(page, "legend").text
-    assert "label = red circle" in legend and "your query" in legend
+    assert "label:" in legend and "red circle" in legend and "your query" in legend
     assert "PCA of 36 item(s)" in by_id(page, "space-status").text
     # keyboard: focus the plot, step to the first point: its tooltip shows its id and the stored thumbnail
     canvas.send_keys("n")

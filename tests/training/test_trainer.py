@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_method import SMALL_METHOD_ARGS, TINY_VIT, build_tiny, tiny_images
+from tiny_method import SMALL_METHOD_ARGS, build_tiny, tiny_images, tiny_model
 
 from training.checkpoint import optimizer_from_files, optimizer_to_files, rng_state, set_rng_state
 from training.config import Recipe, TrainConfig, from_mapping
@@ -29,7 +29,6 @@ from training.trainer import Trainer, TrainingError
 from zoo.errors import ConfigError, DataError
 
 SCRIPT = Path(__file__).parent / "tiny_method.py"
-SSL_METHODS = ("simclr", "mocov3", "byol", "simsiam", "dino", "mae", "ijepa")
 
 
 def losses(run_dir: Path) -> list[float]:
@@ -150,17 +149,19 @@ def test_training_logs_every_step_with_the_schedule_and_diagnostics(tmp_path):
 
 
 def test_killed_run_resumes_to_the_same_loss_curve(tmp_path):
-    """SIGKILL after step 5 (last checkpoint at 4); the resumed curve equals an uninterrupted one."""
+    """SIGKILL after step 3 (last checkpoint at 2); the resumed curve equals an uninterrupted one.
+
+    Every run is its own process, as a real resume is.
+    """
     run = [sys.executable, str(SCRIPT)]
-    subprocess.run([*run, str(tmp_path / "straight"), "--steps", "7", "--accum", "2"], check=True, timeout=120)
-    killed = subprocess.run([*run, str(tmp_path / "killed"), "--steps", "7", "--accum", "2", "--kill-at", "5"],
-                            check=False, timeout=120)
+    common = ["--steps", "5", "--accum", "2", "--checkpoint-every", "2"]
+    subprocess.run([*run, str(tmp_path / "straight"), *common], check=True, timeout=120)
+    killed = subprocess.run([*run, str(tmp_path / "killed"), *common, "--kill-at", "3"], check=False, timeout=120)
     assert killed.returncode == -9
-    assert len(losses(tmp_path / "killed")) == 5
-    subprocess.run([*run, str(tmp_path / "killed"), "--steps", "7", "--accum", "2", "--resume"], check=True,
-                   timeout=120)
+    assert len(losses(tmp_path / "killed")) == 3
+    subprocess.run([*run, str(tmp_path / "killed"), *common, "--resume"], check=True, timeout=120)
     straight, resumed = losses(tmp_path / "straight"), losses(tmp_path / "killed")
-    assert len(straight) == 7
+    assert len(straight) == 5
     assert resumed == straight
 
 
@@ -260,17 +261,21 @@ def _stop_at(k):
     return callback
 
 
+_DINO_XFAIL = pytest.mark.xfail(strict=True, reason=(
+    "DINO keeps teacher_temp/momentum/last-layer freeze as Python attributes set in on_step_end, so a resumed "
+    "run starts its first step with the initial teacher temperature; keep them in buffers (or derive them "
+    "from a step buffer) to make its state_dict complete"))
+
+
 @pytest.mark.parametrize("method", [
-    *[m for m in SSL_METHODS if m != "dino"],
-    pytest.param("dino", marks=pytest.mark.xfail(strict=True, reason=(
-        "DINO keeps teacher_temp/momentum/last-layer freeze as Python attributes set in on_step_end, "
-        "so a resumed run starts its first step with the initial teacher temperature; keep them in "
-        "buffers (or derive them from a step buffer) to make its state_dict complete"))),
+    "simclr", "byol", "mae",
+    *[pytest.param(m, marks=pytest.mark.slow) for m in ("mocov3", "simsiam", "ijepa")],
+    pytest.param("dino", marks=[pytest.mark.slow, _DINO_XFAIL]),
 ])
 def test_registered_methods_resume_exactly(method, tmp_path):
     recipe = from_mapping(Recipe, {
         "method": method, "method_args": SMALL_METHOD_ARGS.get(method, {}), "data": {"name": "digits", "max_images": 48},
-        "model": TINY_VIT,
+        "model": tiny_model(method),
         "train": {"steps": 3, "batch_size": 8, "log_every": 1, "checkpoint_every": 2, "progress": False,
                   "warmup_steps": 1}})
     train_method(recipe, tmp_path / "a")

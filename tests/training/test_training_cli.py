@@ -17,7 +17,7 @@ import yaml
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_method import SMALL_METHOD_ARGS, TINY_VIT
+from tiny_method import SMALL_METHOD_ARGS, tiny_model
 
 import zoo
 from training.config import Recipe, apply_overrides, from_mapping, load_recipe
@@ -57,7 +57,7 @@ def test_unknown_recipe_keys_are_errors(tmp_path):
     with pytest.raises(ConfigError, match=r"unknown keys \['learning_rate'\].*valid keys: steps"):
         load_recipe(path)
     recipe = from_mapping(Recipe, {"method": "simclr", "method_args": {"temprature": 0.1}})
-    with pytest.raises(ConfigError, match="no argument.*temprature.*temperature"):
+    with pytest.raises(ConfigError, match=r"no argument.*temprature.*temperature"):
         build_method(recipe, build_run_encoder(recipe, _fake("digits")))
 
 
@@ -71,7 +71,7 @@ def test_overrides_are_typed():
 
 
 def _tiny_recipe(tmp_path: Path, method: str = "simclr") -> Path:
-    raw = {"method": method, "method_args": SMALL_METHOD_ARGS.get(method, {}), "model": TINY_VIT,
+    raw = {"method": method, "method_args": SMALL_METHOD_ARGS.get(method, {}), "model": tiny_model(method),
            "data": {"name": "digits"},
            "train": {"steps": 2, "batch_size": 16, "log_every": 1, "checkpoint_every": 1, "progress": False},
            "eval": {"max_train": 300, "max_test": 120, "few_shot": [1], "few_shot_draws": 1}}

@@ -36,7 +36,6 @@ if str(ROOT) not in sys.path:
 from training.methods.base import Method  # noqa: E402
 from zoo.encoders import ImageEncoder, build_encoder  # noqa: E402
 
-
 # Registered methods at test size: heads and predictors shrunk to fit a 1-block ViT.
 SMALL_METHOD_ARGS: dict[str, dict[str, Any]] = {
     "simclr": {"hidden_dim": 64, "out_dim": 32},
@@ -50,6 +49,11 @@ SMALL_METHOD_ARGS: dict[str, dict[str, Any]] = {
 # ViT-Tiny width cut to one block, patch 4 on 16 px digits (16 tokens). (zoo.build_encoder's own embed_dim
 # argument shadows timm's, and img_size only reaches timm for names starting with "vit": hence this shape.)
 TINY_VIT = {"arch": "vit_tiny_patch16_224", "arch_args": {"patch_size": 4, "depth": 1, "num_heads": 3}}
+
+
+def tiny_model(method: str) -> dict[str, Any]:
+    """:data:`TINY_VIT`, mean-pooled for I-JEPA (which never trains the class token)."""
+    return {**TINY_VIT, "pooling": "mean"} if method == "ijepa" else TINY_VIT
 
 
 class TinyContrastive(Method):
@@ -121,7 +125,8 @@ def build_registered(name: str, seed: int = 0) -> nn.Module:
     from training.run import build_method, build_run_encoder
     from zoo.data import ImageDataset
 
-    recipe = from_mapping(Recipe, {"method": name, "method_args": SMALL_METHOD_ARGS.get(name, {}), "model": TINY_VIT})
+    recipe = from_mapping(Recipe, {"method": name, "method_args": SMALL_METHOD_ARGS.get(name, {}),
+                                   "model": tiny_model(name)})
     shape = ImageDataset(name="tiny", split="train", images=tiny_images(n=2, size=16), labels=None, class_names=None,
                          captions=None, license="test", source="test")
     torch.manual_seed(seed)

@@ -77,7 +77,8 @@ class FitResult:
 
 def fit_projections(model: ClipModel, table: CaptionTable, image_feats: Tensor, text_feats: Tensor, *,
                     steps: int = 2000, batch_size: int = 512, lr: float = 1e-3, weight_decay: float = 0.05,
-                    seed: int = 0, loss: ClipLoss | None = None) -> FitResult:
+                    seed: int = 0, loss: ClipLoss | None = None, text_identity: bool = False,
+                    image_weights: Tensor | None = None) -> FitResult:
     """Train the image head, the text projection and ``logit_scale`` on precomputed features.
 
     Args:
@@ -92,6 +93,11 @@ def fit_projections(model: ClipModel, table: CaptionTable, image_feats: Tensor, 
         weight_decay: On the projection matrices only.
         seed: Seeds batches, views and caption choice.
         loss: Defaults to :class:`ClipLoss`.
+        text_identity: Keep the text projection at the identity (joint width = text width): the image
+            head learns to map into the pretrained sentence space itself, which a few thousand
+            captions cannot distort towards the training concepts.
+        image_weights: Optional ``[N]`` sampling weights (e.g. ``1 / images of the concept`` so that a
+            concept with 25 skin-tone variants is drawn as often as one with a single image).
     """
     _, head = image_trunk_and_head(model)
     projection = model.text.tower.projection
@@ -103,16 +109,24 @@ def fit_projections(model: ClipModel, table: CaptionTable, image_feats: Tensor, 
     txt_proj = nn.Linear(text_feats.shape[-1], projection.out_features, bias=False)
     logit_scale = nn.Parameter(model.logit_scale.detach().clone())
     params = [img_proj.weight, txt_proj.weight]
+    if text_identity:
+        if txt_proj.in_features != txt_proj.out_features:
+            raise ValueError(f"text_identity needs embed_dim = text width {txt_proj.in_features}")
+        with torch.no_grad():
+            txt_proj.weight.copy_(torch.eye(txt_proj.in_features))
+        txt_proj.weight.requires_grad_(False)
+        params = [img_proj.weight]
     opt = torch.optim.AdamW([{"params": params, "weight_decay": weight_decay},
                              {"params": [img_proj.bias, logit_scale], "weight_decay": 0.0}], lr=lr)
     warmup = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup)
                                               * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
     usable = torch.nonzero(table.has_caption).squeeze(1)
+    weights = (image_weights[usable] if image_weights is not None else torch.ones(len(usable))).double()
     generator = torch.Generator().manual_seed(seed)
     result, start = FitResult(), time.perf_counter()
     for step in range(steps):
-        pick = usable[torch.randint(len(usable), (min(batch_size, len(usable)),), generator=generator)]
+        pick = usable[torch.multinomial(weights, min(batch_size, len(usable)), replacement=False, generator=generator)]
         view = torch.randint(image_feats.shape[0], (len(pick),), generator=generator)
         rows = table.pick(pick, step, seed)
         image = F.normalize(img_proj((image_feats[view, pick] - mean) / std), dim=-1)
@@ -122,7 +136,7 @@ def fit_projections(model: ClipModel, table: CaptionTable, image_feats: Tensor, 
         value.backward()
         opt.step()
         sched.step()
-        result.losses.append(float(value))
+        result.losses.append(float(value.detach()))
     with torch.no_grad():  # fold the standardisation into the affine head
         result.image_embeddings = F.normalize(img_proj((image_feats[0] - mean) / std), dim=-1)
         weight = img_proj.weight / std

