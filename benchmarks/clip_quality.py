@@ -27,8 +27,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+import zoo
 from training.clip.captions import build_caption_table
-from training.clip.fast import fit_projections, image_features, text_features
+from training.clip.fast import fit_projections, image_features
 from training.data import BatchLoader
 from training.methods.clip import Clip
 from zoo import zeroshot as zs
@@ -36,6 +37,7 @@ from zoo.clip import ClipModel
 from zoo.data import ImageDataset, load_dataset
 from zoo.data.emoji_catalog import describe
 from zoo.data.shapes import COLOURS, POSITIONS, SHAPES
+from zoo.text import trim_padding
 
 log = logging.getLogger("clip_quality")
 EMOJI_TEMPLATES = ("an emoji of {}", "{}", "a picture of {}")
@@ -122,7 +124,7 @@ def train_method(method: Clip, train: ImageDataset, steps: int, batch_size: int,
         opt.step()
         sched.step()
         method.on_step_end(step, steps)
-        loss = float(out["loss"])
+        loss = float(out["loss"].detach())
         if step % max(1, steps // 5) == 0:
             log.info("step %d/%d loss %.3f scale %.1f", step, steps, loss, float(out["logit_scale"]))
     return time.perf_counter() - start
@@ -138,23 +140,101 @@ def run_scratch(train: ImageDataset, text: str, args: argparse.Namespace) -> tup
     return method.encoder(), f"{args.steps} steps × {args.batch_size}, {seconds:.0f} s"
 
 
+_MEMO: dict[str, object] = {}
+
+
+def locked_features(model: ClipModel, train: ImageDataset, views: int, seed: int) -> torch.Tensor:
+    """Image-trunk features, computed once per (data, size, views) in this process."""
+    key = f"img:{train.name}:{model.config.preprocess.input_size}:{views}:{seed}"
+    if key not in _MEMO:
+        _MEMO[key] = image_features(model, train.images, views=views, crop_scale=0.8, seed=seed)
+    return _MEMO[key]  # type: ignore[return-value]
+
+
+def caption_features(model: ClipModel, texts: Sequence[str]) -> torch.Tensor:
+    """Locked text-trunk features per caption string, each string encoded once in this process."""
+    memo: dict[str, torch.Tensor] = _MEMO.setdefault("txt", {})  # type: ignore[assignment]
+    todo = sorted({t for t in texts if t not in memo})
+    tower = model.text.tower.eval()
+    for start in range(0, len(todo), 256):
+        ids, mask = trim_padding(*model.text.tokenize(todo[start : start + 256]))
+        with torch.inference_mode():
+            memo.update(zip(todo[start : start + 256], tower.pooled(ids, mask).float(), strict=True))
+    return torch.stack([memo[t] for t in texts])
+
+
+def richer_captions(train: ImageDataset) -> list[list[str]] | None:
+    """More phrasings per emoji: the concept without skin tones, bare and in the prompt's wording."""
+    if train.name != "emoji":
+        return None
+    extra = []
+    for captions, meta in zip(train.captions or [], train.meta or [], strict=True):
+        concept = describe(meta["concept"], [])
+        extra.append([*captions, concept, f"an emoji of {concept}", f"a picture of {concept}", meta["name"]])
+    return extra
+
+
+def family_split(train: ImageDataset, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train/validation indices with whole families (emoji) or random images (shapes) held out."""
+    rng = np.random.default_rng(seed + 1)
+    if train.name == "emoji":
+        families = sorted({m["family"] for m in train.meta or []})
+        held = set(rng.permutation(families)[: int(fraction * len(families))])
+        val = np.array([m["family"] in held for m in train.meta or []])
+    else:
+        val = rng.random(len(train)) < fraction
+    return np.flatnonzero(~val), np.flatnonzero(val)
+
+
 def run_locked(train: ImageDataset, args: argparse.Namespace, improved: bool) -> tuple[ClipModel, str]:
-    """Both towers locked, linear projections on precomputed features; ``improved`` adds what helped."""
+    """Both towers locked, linear projections on precomputed features; ``improved`` adds what helped.
+
+    The number of fit steps is chosen on a validation split of the *training* families (zero-shot
+    macro top-1 on them), never on the held-out evaluation set, then the fit is redone on all of train.
+    """
     torch.manual_seed(args.seed)
     positives = "label" if improved and train.name == "emoji" else "caption"
+    captions = richer_captions(train) if improved else None
     method = Clip.from_dataset(train, image="efficientnet_lite0", text="minilm", embed_dim=256, img_size=args.lite_size,
-                               context_length=32, positives=positives, lock_image=True, lock_text=True)
+                               context_length=32, lock_image=True, lock_text=True)
     model = method.model
     start = time.perf_counter()
     views = args.views if improved else 1
-    feats = image_features(model, train.images, views=views, crop_scale=0.8, seed=args.seed)
-    table = build_caption_table(train, model.text.tokenizer, 32, positives)
-    texts = text_features(model, table)
+    feats = locked_features(model, train, views, args.seed)
     extract = time.perf_counter() - start
-    fit = fit_projections(model, table, feats, texts, steps=args.fit_steps, batch_size=512, lr=1e-3,
-                          weight_decay=0.05, seed=args.seed)
-    note = f"features {extract:.0f} s ({views} view{'s' * (views > 1)}), fit {fit.seconds:.0f} s, positives={positives}"
+    fit_index, val_index = family_split(train, 0.15, args.seed)
+    best: tuple[float, int] = (-1.0, 0)
+    for steps in args.fit_steps:
+        sub = train.subset(fit_index)
+        table = build_caption_table(sub, model.text.tokenizer, 32, positives,
+                                    captions=None if captions is None else [captions[i] for i in fit_index])
+        fit_projections(model, table, feats[:, fit_index], caption_features(model, table.texts), steps=steps,
+                        batch_size=512, lr=1e-3, weight_decay=0.05, seed=args.seed)
+        val = train.subset(val_index)
+        score = validation_score(model, val, feats[0, val_index])
+        log.info("validation (%s): %d steps → %.3f", "locked+" if improved else "locked", steps, score)
+        best = max(best, (score, steps))
+    table = build_caption_table(train, model.text.tokenizer, 32, positives, captions=captions)
+    fit = fit_projections(model, table, feats, caption_features(model, table.texts), steps=best[1], batch_size=512,
+                          lr=1e-3, weight_decay=0.05, seed=args.seed)
+    note = (f"features {extract:.0f} s ({views} view{'s' * (views > 1)}), {best[1]} fit steps (validation), "
+            f"fit {fit.seconds:.0f} s, positives={positives}, captions={'richer' if captions else 'dataset'}")
     return method.encoder(), note
+
+
+def validation_score(model: ClipModel, val: ImageDataset, feats: torch.Tensor) -> float:
+    """Zero-shot top-1 on validation images (macro over concepts for emoji, the composed task for shapes)."""
+    head = model.visual.backbone.get_classifier()
+    with torch.no_grad():
+        image_emb = torch.nn.functional.normalize(head(feats), dim=-1).numpy()
+    if val.name == "emoji":
+        names = sorted({m["concept"] for m in val.meta or []})
+        labels = np.array([names.index(m["concept"]) for m in val.meta or []])
+        weights = zs.build_classifier(model.embed_texts, [describe(n, []) for n in names], EMOJI_TEMPLATES)
+        return zs.macro_accuracy(zs.logits(image_emb, weights), labels, ks=(1,))["top1"]
+    _, names, templates, labels = shapes_tasks(val)[-1]
+    return zs.accuracy(zs.logits(image_emb, zs.build_classifier(model.embed_texts, names, templates)), labels,
+                       ks=(1,))["top1"]
 
 
 def print_table(title: str, rows: Sequence[tuple[str, str, str]]) -> None:
@@ -175,14 +255,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--image-arch", default="resnet_narrow", help="image network of the from-scratch runs")
     parser.add_argument("--scratch-size", type=int, default=32, help="image size of the from-scratch runs")
     parser.add_argument("--lite-size", type=int, default=224, help="EfficientNet-Lite0 input size")
-    parser.add_argument("--views", type=int, default=4, help="locked+: image views per image (view 0 uncropped)")
+    parser.add_argument("--views", type=int, default=1, help="locked+: image views per image (view 0 uncropped)")
     parser.add_argument("--crop-scale", type=float, default=1.0, help="from-scratch runs: smallest crop area")
-    parser.add_argument("--fit-steps", type=int, default=1500, help="steps of the projection fit")
+    parser.add_argument("--fit-steps", type=lambda v: [int(x) for x in v.split(",")], default=[150, 300, 600, 1200],
+                        help="candidate steps of the projection fit, chosen on a validation split of train")
     parser.add_argument("--shapes-n", type=int, default=3000, help="shapes training images (test: a fifth)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save", default="", help="save each run's model as <save>-<data>-<run> with its metrics")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared machine)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(args.threads)
     for data in args.data.split(","):
         if data == "shapes":
             size = max(args.scratch_size, 32)
@@ -198,6 +281,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             else:
                 model, note = run_locked(train, args, improved=run == "locked+")
             rows = evaluate(model, test)
+            if args.save:
+                metrics = {name: {"value": figures, "dataset": f"{test.name}/{test.split}", "split": test.split,
+                                  "chance": chance} for name, figures, chance in rows}
+                model.config = model.config.replace(metrics=metrics, recipe={"run": run, **vars(args)})
+                zoo.save(model, f"{args.save}-{data}-{run.replace('+', '-plus')}")
             print_table(f"{data} · {run} · {note} · total {time.perf_counter() - start:.0f} s", rows)
 
 

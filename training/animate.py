@@ -135,7 +135,7 @@ def _series(frames: Sequence[ProbeFrame]) -> _Series:
 
 def _scatter_axes(fig: plt.Figure, series: _Series, names: list[str] | None) -> tuple[Any, ...]:
     """The projection panel with fixed limits (the whole run's extent); returns its changing artists."""
-    ax = fig.add_axes((0.08, 0.3, 0.88, 0.62))
+    ax = fig.add_axes((0.09, 0.37, 0.87, 0.55))
     every = np.concatenate([np.concatenate(p) for p in series.points])
     low, high = every.min(axis=0), every.max(axis=0)
     pad = 0.08 * (high - low + 1e-9)
@@ -155,7 +155,8 @@ def _scatter_axes(fig: plt.Figure, series: _Series, names: list[str] | None) -> 
         handles = [Line2D([], [], ls="", marker="o", color=cmap(c % cmap.N), label=names[c] if c < len(names)
                           else str(c)) for c in np.unique(labels[labels >= 0])]
         handles += [Line2D([], [], ls="", marker=m, color="#555", label=f"view {i}") for i, m in ((1, "o"), (2, "^"))]
-        ax.legend(handles=handles, fontsize=6.5, loc="lower right", ncol=2, frameon=True, framealpha=0.8)
+        ax.legend(handles=handles, fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=6,
+                  frameon=False, handletextpad=0.2, columnspacing=0.9)
     corner = ax.text(0.02, 0.98, "", transform=ax.transAxes, va="top", ha="left", fontsize=8.5, family="monospace",
                      bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.85, "edgecolor": "#999"})
     return lines, first, second, corner, colours
@@ -163,7 +164,7 @@ def _scatter_axes(fig: plt.Figure, series: _Series, names: list[str] | None) -> 
 
 def _curve_axes(fig: plt.Figure, series: _Series) -> tuple[Any, Any]:
     """Alignment and uniformity against the step, drawn up to the current frame."""
-    curve = fig.add_axes((0.1, 0.06, 0.84, 0.16))
+    curve = fig.add_axes((0.1, 0.06, 0.84, 0.14))
     curve.set_xlim(min(series.steps), max(*series.steps, min(series.steps) + 1))
     both = series.align + series.unif
     curve.set_ylim(min(both) - 0.1, max(both) + 0.1)
@@ -172,7 +173,7 @@ def _curve_axes(fig: plt.Figure, series: _Series) -> tuple[Any, Any]:
     curve.grid(alpha=0.3)
     (align_line,) = curve.plot([], [], color="#d62728", lw=1.3, label="alignment ↓")
     (unif_line,) = curve.plot([], [], color="#1f77b4", lw=1.3, label="uniformity ↓")
-    curve.legend(fontsize=7, loc="upper right", frameon=False)
+    curve.legend(fontsize=7, loc="center right", frameon=False)
     return align_line, unif_line
 
 

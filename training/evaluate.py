@@ -160,8 +160,8 @@ def evaluate_features(featurize: Featurize, train: ImageDataset, test: ImageData
     test_feats = featurize(test.images)
     metrics = {"effective_rank": _metric(effective_rank(torch.from_numpy(test_feats)), test, task="diagnostic")}
     if cfg.alignment:
-        views = [torch.from_numpy(featurize(eval_views(test.images, seed + s))) for s in (11, 12)]
-        metrics["alignment"] = _metric(alignment(*views), test, task="diagnostic")
+        first, second = (torch.from_numpy(featurize(eval_views(test.images, seed + s))) for s in (11, 12))
+        metrics["alignment"] = _metric(alignment(first, second), test, task="diagnostic")
         metrics["uniformity"] = _metric(uniformity(torch.from_numpy(test_feats[:4096])), test, task="diagnostic")
     if train.labels is None or test.labels is None:
         log.info("%s or %s has no labels: skipping k-NN, linear probe and few-shot", train.name, test.name)

@@ -20,7 +20,8 @@ OPTIMIZERS = ("adamw", "lars", "sgd")
 
 def default_param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Trainable parameters split into decayed (matrices, kernels) and undecayed (biases, norms, tokens)."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for _, param in sorted(module.named_parameters(), key=lambda item: item[0]):
         if not param.requires_grad:
             continue

@@ -72,7 +72,8 @@ def projection_png(features: np.ndarray, labels: np.ndarray | None, class_names:
         cmap = plt.get_cmap("tab10" if labels.max() < 10 else "tab20")
         for c in np.unique(labels):
             name = class_names[c] if class_names is not None and c < len(class_names) else str(c)
-            ax.scatter(*xy[labels == c].T, s=3, alpha=0.6, color=cmap(int(c) % cmap.N), label=name)
+            points = xy[labels == c]
+            ax.scatter(points[:, 0], points[:, 1], s=3, alpha=0.6, color=cmap(int(c) % cmap.N), label=name)
         ax.legend(markerscale=4, fontsize=7, loc="best", frameon=False)
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")

@@ -91,7 +91,7 @@ def build_run_encoder(recipe: Recipe, data: ImageDataset) -> ImageEncoder:
     if "img_size" in args and spec.img_size not in (None, args["img_size"]):
         raise ConfigError(f"model.img_size={spec.img_size} contradicts model.arch_args.img_size={args['img_size']}")
     # given in arch_args, img_size reaches timm whatever the architecture's name (test_vit, say)
-    size = {} if "img_size" in args else {"img_size": spec.img_size or height}
+    size: dict[str, Any] = {} if "img_size" in args else {"img_size": spec.img_size or height}
     return build_encoder(spec.arch, in_chans=spec.in_chans or channels, pooling=spec.pooling,
                          embed_dim=spec.embed_dim, method=recipe.method, **size, **args)
 

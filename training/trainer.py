@@ -170,7 +170,8 @@ class Trainer:
 
     def _optimizer_step(self, batches: Iterator[dict[str, Tensor]]) -> tuple[dict[str, Tensor], Tensor | None]:
         """Forward/backward over ``accum_steps`` micro-batches, then clip and step."""
-        accum, sums, embeddings = self.config.accum_steps, {}, None
+        accum, embeddings = self.config.accum_steps, None
+        sums: dict[str, Tensor] = {}
         for micro in range(accum):
             batch = next(batches)
             sync = micro == accum - 1 or not isinstance(self.model, DistributedDataParallel)
@@ -182,7 +183,7 @@ class Trainer:
                     raise ConfigError(f"{self.name}.training_step returned no 'loss' (keys: {sorted(outputs)})")
                 self.scaler.scale(outputs["loss"] / accum).backward()
             for key, value in _scalars(outputs).items():
-                sums[key] = sums.get(key, 0.0) + value / accum
+                sums[key] = sums[key] + value / accum if key in sums else value / accum
             embeddings = outputs.get("embeddings")
         self.scaler.unscale_(self.optimizer)
         params = [p for g in self.optimizer.param_groups for p in g["params"]]

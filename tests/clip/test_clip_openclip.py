@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 
 import zoo
 from zoo.errors import UnsafeWeightsError
@@ -34,6 +36,7 @@ def test_tokenizer_matches_open_clip() -> None:
     assert ids[4, -1] == 49407 and mask[4].all()  # truncated to the context, still ending in <end_of_text>
 
 
+@pytest.mark.slow
 def test_embeddings_match_open_clip(pair: tuple[torch.nn.Module, zoo.ClipModel]) -> None:
     reference, ours = pair
     pixels = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
@@ -78,6 +81,20 @@ def test_quick_gelu_parity_and_entry_round_trip(tiny_name: str) -> None:
     with torch.inference_mode():
         np.testing.assert_allclose(loaded.visual(pixels).numpy(), ours.visual(pixels).numpy(), atol=1e-6)
     assert (entry.path / "tokenizer.json").is_file() and loaded.config.text.license == "unknown"
+
+
+def test_local_safetensors_checkpoint(tiny_name: str, tmp_path: Path) -> None:
+    """A checkpoint file in open_clip's layout (as timm's Hub CLIP repos ship it) loads strictly."""
+    torch.manual_seed(3)
+    reference = open_clip.create_model(tiny_name, pretrained=None).eval()
+    save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, str(tmp_path / "open_clip_model.safetensors"))
+    torch.manual_seed(4)  # a different random init, which the file must overwrite
+    ours = from_open_clip(tiny_name, tmp_path / "open_clip_model.safetensors", license="mit")
+    tokens = open_clip.get_tokenizer(tiny_name)(TEXTS[:3])
+    with torch.inference_mode():
+        ids, mask = ours.text.tokenize(TEXTS[:3])
+        assert float((reference.encode_text(tokens, normalize=True) - ours.text(ids, mask)).abs().max()) < 1e-5
+    assert ours.config.license == "mit" and "open_clip_model.safetensors" in ours.config.source
 
 
 def test_pickles_refused(tmp_path) -> None:
