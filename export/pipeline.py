@@ -21,7 +21,7 @@ import onnxruntime as ort
 import torch
 
 from export.checks import ImageEmbeddings, check_image, check_text, torch_text
-from export.errors import ParityError
+from export.errors import ExportError, ParityError
 from export.golden import ImageSets, ParitySizes, image_sets, text_inputs
 from export.onnx_export import DEFAULT_OPSET, export_image_tower, export_text_tower, graph_signature
 from export.parity import FP32_TOLERANCE, INT8_TOLERANCE, ParityReport, Tolerance
@@ -36,6 +36,7 @@ from export.runtime import IMAGE_FILES, TEXT_FILES
 from zoo.api import locate, save_files
 from zoo.clip import ClipModel
 from zoo.config import EncoderConfig
+from zoo.encoders import ImageEncoder
 from zoo.manifest import MANIFEST
 from zoo.registry import CARD, CONFIG, Entry, Registry
 from zoo.torch_backend import load_torch
@@ -112,6 +113,24 @@ def _metrics(reports: dict[str, ParityReport], written: dict[str, str]) -> dict[
     return out
 
 
+def _export_image(encoder: ImageEncoder, config: EncoderConfig, tmp: Path, sets: ImageSets, int8: bool,
+                  tolerances: tuple[Tolerance, Tolerance], opset: int) -> dict[str, Any]:
+    """Export and gate the image tower (and its static int8 copy); returns reports, paths, vectors, signature."""
+    fp32 = tmp / IMAGE_FILES["fp32"]
+    signature = graph_signature(export_image_tower(encoder, fp32, opset))
+    vectors = {"torch": ImageEmbeddings.from_torch(encoder, sets)}
+    report, vectors["onnx"] = check_image(fp32, config, sets, vectors["torch"], tolerances[0], "fp32", "torch")
+    _require(report)
+    out: dict[str, Any] = {"reports": {"image_fp32": report}, "paths": {"image_fp32": fp32}, "vectors": vectors,
+                           "signature": signature}
+    if int8:
+        target = tmp / IMAGE_FILES["int8"]
+        out["reports"]["image_int8"] = quantize_image_gated(fp32, target, config, sets, vectors["onnx"], tolerances[1])
+        if target.is_file():
+            out["paths"]["image_int8"] = target
+    return out
+
+
 def _export_text(clip: ClipModel, tmp: Path, sets: ImageSets, image_vectors: dict[str, ImageEmbeddings],
                  int8: bool, tolerances: tuple[Tolerance, Tolerance], opset: int) -> dict[str, Any]:
     """Export and gate the text tower (and its dynamic int8 copy); returns reports, paths, signature."""
@@ -145,7 +164,8 @@ def _onnx_info(source: Entry, opset: int, reports: dict[str, ParityReport], writ
         "quantization": {
             "image": f"static QDQ, uint8 activations / int8 per-channel weights (U8S8), MinMax calibration on "
                      f"{n_calibration} bundled images (digits + shapes), ops {list(STATIC_OP_TYPES)}",
-            "text": f"dynamic, int8 per-channel weights, ops {list(DYNAMIC_OP_TYPES)}",
+            **({"text": f"dynamic, int8 per-channel weights, ops {list(DYNAMIC_OP_TYPES)}"} if "text" in signatures
+               else {}),
         },
         "bf16": {"supported": bf16_ok, "note": bf16_note},
         "parity": {key: report.to_dict() for key, report in reports.items()},
@@ -179,31 +199,23 @@ def export_entry(ref: str | Path, *, int8: bool = True, opset: int = DEFAULT_OPS
     config: EncoderConfig = source.read_config()
     model = load_torch(source.path, config)
     encoder = model.visual if isinstance(model, ClipModel) else model
+    if not isinstance(encoder, ImageEncoder):
+        raise ExportError(f"{source.ref} did not load as an image encoder ({type(encoder).__name__})")
     sets = image_sets(config.preprocess, sizes)
+    tolerances = (fp32_tolerance, int8_tolerance)
     with tempfile.TemporaryDirectory(prefix="sslzoo-export-") as folder:
         tmp = Path(folder)
-        paths: dict[str, Path] = {"image_fp32": tmp / IMAGE_FILES["fp32"]}
-        signatures = {"image": graph_signature(export_image_tower(encoder, paths["image_fp32"], opset))}
-        vectors = {"torch": ImageEmbeddings.from_torch(encoder, sets)}
-        report, vectors["onnx"] = check_image(paths["image_fp32"], config, sets, vectors["torch"], fp32_tolerance,
-                                              "fp32", "torch")
-        _require(report)
-        reports = {"image_fp32": report}
-        if int8:
-            target = tmp / IMAGE_FILES["int8"]
-            reports["image_int8"] = quantize_image_gated(paths["image_fp32"], target, config, sets, vectors["onnx"],
-                                                         int8_tolerance)
-            if target.is_file():
-                paths["image_int8"] = target
+        image = _export_image(encoder, config, tmp, sets, int8, tolerances, opset)
+        reports, paths, signatures = image["reports"], image["paths"], {"image": image["signature"]}
         if isinstance(model, ClipModel):
-            text = _export_text(model, tmp, sets, vectors, int8, (fp32_tolerance, int8_tolerance), opset)
+            text = _export_text(model, tmp, sets, image["vectors"], int8, tolerances, opset)
             reports.update(text["reports"])
             paths.update(text["paths"])
             signatures["text"] = text["signature"]
-        written = {key: path.name for key, path in paths.items()}
         files = _old_files(source)
         figures = _figures(source, files)
         files.update({path.name: path.read_bytes() for path in paths.values()})
+    written = {key: path.name for key, path in paths.items()}
     info = _onnx_info(source, opset, reports, written, signatures, len(sets.calibration))
     kept = {k: v for k, v in config.metrics.items() if not k.startswith("onnx_")}  # a re-export replaces them
     new_config = config.replace(extra={**config.extra, "onnx": info}, metrics={**kept, **_metrics(reports, written)})

@@ -106,13 +106,13 @@ class OnnxImageEncoder:
         """PIL images → float32 ``[N, D]`` with the model's own preprocessing."""
         chunks = [self.embed_array(preprocess_batch(images[i : i + batch_size], self.config.preprocess))
                   for i in range(0, len(images), batch_size)]
-        return np.concatenate(chunks)
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.embed_dim), np.float32)
 
     def embed_uint8(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """A dataset's uint8 ``[N, H, W, C]`` array → float32 ``[N, D]``."""
         chunks = [self.embed_array(preprocess_uint8(images[i : i + batch_size], self.config.preprocess))
                   for i in range(0, len(images), batch_size)]
-        return np.concatenate(chunks)
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.embed_dim), np.float32)
 
 
 class OnnxClipModel:

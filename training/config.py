@@ -61,7 +61,7 @@ class TrainConfig:
     progress: bool = True
     device: str = "auto"
     max_time_s: float | None = None
-    find_unused_parameters: bool = False
+    find_unused_parameters: bool = True  # I-JEPA leaves the class token out of its loss; False is faster
     sync_bn: bool = False
 
     def __post_init__(self) -> None:

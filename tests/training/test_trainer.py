@@ -193,6 +193,14 @@ class _Regression(nn.Module):
         pass
 
 
+def test_epochs_set_the_steps_and_a_time_budget_stops_early(tmp_path):
+    trainer = Trainer(_Regression(), tiny_images(n=64, size=4), config(steps=None, epochs=2, accum_steps=2), tmp_path)
+    assert trainer.total_steps == 8  # 64 images / (8 × 2 per step) × 2 epochs
+    result = Trainer(_Regression(), tiny_images(n=64, size=4), config(steps=50, max_time_s=0.0), tmp_path / "t").fit()
+    assert result.stopped_early and result.steps == 1 and result.total_steps == 50
+    assert (tmp_path / "t" / "checkpoints" / "step_0000001").is_dir()  # the state where it stopped is kept
+
+
 def test_batch_size_below_the_method_minimum_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="min_batch_size=4"):
         Trainer(build_tiny(), tiny_images(), config(batch_size=2), tmp_path)
