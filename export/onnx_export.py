@@ -65,6 +65,9 @@ def export_module(module: nn.Module, example: Sequence[Tensor], path: Path, inpu
                   opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     """Export ``module`` with every input's first axis dynamic; returns the checked model (also at ``path``).
 
+    ``input_names`` must be the parameter names of ``module.forward``: they key the dynamic shapes and
+    become the graph's input names.
+
     Raises:
         UnsupportedOperatorError: An operator has no ONNX translation; the message names it.
         ExportError: Tracing or conversion failed for another reason, or the checker rejects the graph.
@@ -88,7 +91,15 @@ def export_module(module: nn.Module, example: Sequence[Tensor], path: Path, inpu
                 "translation for it (torch.onnx.export(custom_translation_table=...))", operators) from exc
         summary = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ExportError(f"torch.onnx.export failed for {type(module).__name__}: {summary}") from exc
-    return check_model(path)
+    model = check_model(path)
+    produced = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if produced != opset:
+        path.unlink(missing_ok=True)
+        raise ExportError(f"asked for ONNX opset {opset} but torch {torch.__version__}'s exporter produced {produced} "
+                          f"(it translates to opset {DEFAULT_OPSET} and up, and converts only where the ONNX version "
+                          f"converter can); use --opset {DEFAULT_OPSET} or a newer opset up to "
+                          f"{onnx.defs.onnx_opset_version()}")
+    return model
 
 
 def check_model(path: Path) -> onnx.ModelProto:

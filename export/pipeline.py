@@ -82,6 +82,13 @@ def quantize_image_gated(fp32: Path, target: Path, config: EncoderConfig, sets: 
     return _keep_if_passed(report, target)
 
 
+def _default_name(source: Entry) -> str:
+    """The source's registry name; for a folder, its name (its parent's if it is a version folder like ``3``)."""
+    if source.version is None and source.name.isdigit():
+        return source.path.parent.name
+    return source.name
+
+
 def _old_files(source: Entry) -> dict[str, bytes]:
     """The entry's files to carry over: everything but what the new version regenerates or replaces."""
     regenerated = {CONFIG, CARD, MANIFEST, *IMAGE_FILES.values(), *TEXT_FILES.values()}
@@ -219,6 +226,6 @@ def export_entry(ref: str | Path, *, int8: bool = True, opset: int = DEFAULT_OPS
     info = _onnx_info(source, opset, reports, written, signatures, len(sets.calibration))
     kept = {k: v for k, v in config.metrics.items() if not k.startswith("onnx_")}  # a re-export replaces them
     new_config = config.replace(extra={**config.extra, "onnx": info}, metrics={**kept, **_metrics(reports, written)})
-    entry = save_files(name or source.name, new_config, files, figures=figures or None, registry=registry)
+    entry = save_files(name or _default_name(source), new_config, files, figures=figures or None, registry=registry)
     log.info("exported %s -> %s", source.ref, entry.ref)
     return ExportResult(source, entry, reports, written)

@@ -12,8 +12,8 @@ from torch import nn
 
 import export.pipeline
 import zoo
-from export.errors import ParityError, UnsupportedOperatorError
-from export.onnx_export import export_image_tower
+from export.errors import ExportError, ParityError, UnsupportedOperatorError
+from export.onnx_export import export_image_tower, export_module
 from zoo.cli import main
 
 
@@ -31,6 +31,11 @@ def _(x: torch.Tensor) -> torch.Tensor:
 class Mystery(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return mystery(x)
+
+
+class Doubler(nn.Module):
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return pixels * 2
 
 
 def test_unknown_ref(capsys):
@@ -51,6 +56,13 @@ def test_operator_without_onnx_mapping(tmp_path):
         export_image_tower(encoder, tmp_path / "model.onnx")
     assert info.value.operators == ("sslzoo_test.mystery",)
     assert not (tmp_path / "model.onnx").exists()
+
+
+def test_opset_the_exporter_cannot_produce(tmp_path):
+    # torch's exporter starts at opset 18 and silently keeps 18 when down-conversion fails.
+    with pytest.raises(ExportError, match="asked for ONNX opset 13 but .* produced 18"):
+        export_module(Doubler(), [torch.randn(2, 4)], tmp_path / "m.onnx", ["pixels"], opset=13)
+    assert not (tmp_path / "m.onnx").exists()
 
 
 def test_parity_gate_rejects_a_graph_that_differs(vit_export, monkeypatch, tmp_path):
