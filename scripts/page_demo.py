@@ -45,8 +45,16 @@ from zoo.data import load_dataset  # noqa: E402
 log = logging.getLogger("page_demo")
 CLIP_NAME = "shapes-clip"
 SIMCLR_NAME = "fmnist-simclr"
-ZS_LABELS = ["red star", "red circle", "orange star", "pink star", "red cross", "blue star", "red hexagon"]
 ZS_TEMPLATES = ["a {}", "a picture of a {}"]
+
+
+def zero_shot_labels(meta: dict) -> list[str]:
+    """The query's true colour-and-shape and six near misses (same colour or same shape), in a fixed order."""
+    from zoo.data.shapes import COLOURS, SHAPES
+
+    colour, shape = meta["colour"], meta["shape"]
+    others = [f"{colour} {s}" for s in SHAPES if s != shape][:3] + [f"{c} {shape}" for c in COLOURS if c != colour][:3]
+    return sorted([f"{colour} {shape}", *others])
 
 
 def train_shapes_clip(lite_size: int, fit_steps: int) -> None:
@@ -71,6 +79,7 @@ def train_shapes_clip(lite_size: int, fit_steps: int) -> None:
 
 
 def thumb(array: np.ndarray, side: int = 56) -> str:
+    """A small JPEG ``data:`` URI, as the page stores when it adds an image."""
     image = Image.fromarray(array.squeeze() if array.shape[-1] == 1 else array).convert("RGB")
     image = image.resize((side, side), Image.Resampling.NEAREST if image.width < side else Image.Resampling.BILINEAR)
     buffer = io.BytesIO()
@@ -79,12 +88,14 @@ def thumb(array: np.ndarray, side: int = 56) -> str:
 
 
 def png_uri(array: np.ndarray) -> str:
+    """The image itself, losslessly, as the page sends it."""
     buffer = io.BytesIO()
     Image.fromarray(array.squeeze() if array.shape[-1] == 1 else array).save(buffer, "PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def add_all(url: str, index: str, model: str, ids: list[str], images: list[str], metas: list[dict]) -> None:
+    """Upsert through ``POST /index/add`` in requests under the service's item limit."""
     for start in range(0, len(ids), 200):
         response = requests.post(url + "/index/add", json={
             "index": index, "model": model, "ids": ids[start : start + 200], "images": images[start : start + 200],
@@ -93,8 +104,8 @@ def add_all(url: str, index: str, model: str, ids: list[str], images: list[str],
     log.info("index %s: %d items", index, len(ids))
 
 
-def build_indexes(url: str, n_shapes: int, n_fashion: int) -> np.ndarray:
-    """Index held-out shapes (and Fashion-MNIST when its model exists); returns the query image."""
+def build_indexes(url: str, n_shapes: int, n_fashion: int) -> tuple[np.ndarray, dict]:
+    """Index held-out shapes (and Fashion-MNIST when its model exists); returns a query image (not indexed)."""
     shapes = load_dataset("shapes", "test", n=n_shapes + 1, image_size=32, seed=0)
     meta = shapes.meta or []
     ids = [f"shape-{i:04d}" for i in range(n_shapes)]
@@ -111,10 +122,11 @@ def build_indexes(url: str, n_shapes: int, n_fashion: int) -> np.ndarray:
         add_all(url, "fashion", SIMCLR_NAME, [f"fmnist-{i:05d}" for i in pick],
                 [png_uri(fashion.images[i]) for i in pick],
                 [{"label": names[fashion.labels[i]], "thumbnail": thumb(fashion.images[i])} for i in pick])
-    return shapes.images[n_shapes]
+    return shapes.images[n_shapes], meta[n_shapes]
 
 
 def free_port() -> int:
+    """A free loopback port."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -147,7 +159,22 @@ def serve(home: Path, data: Path):
             proc.wait(timeout=60)
 
 
-def screenshots(url: str, query: np.ndarray, out: Path) -> None:
+def full_page_screenshot(driver: object, width: int, path: Path) -> None:
+    """The whole page at ``width`` CSS pixels (a phone-sized width is emulated as a mobile viewport)."""
+    metrics = {"width": width, "height": 1000, "deviceScaleFactor": 1, "mobile": width < 600}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)  # type: ignore[attr-defined]
+    time.sleep(0.5)
+    height = driver.execute_script("return document.documentElement.scrollHeight")  # type: ignore[attr-defined]
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {**metrics, "height": height})  # type: ignore[attr-defined]
+    driver.execute_script("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0);"  # type: ignore[attr-defined]
+                          "document.querySelectorAll('textarea').forEach(t => { t.scrollTop = 0; })")
+    time.sleep(1.0)
+    driver.save_screenshot(str(path))  # type: ignore[attr-defined]
+    log.info("wrote %s (%d×%d)", path, width, height)
+
+
+def screenshots(url: str, query: np.ndarray, labels: list[str], out: Path) -> None:
+    """Query the page in headless Chromium and save it whole at 1280 and 390 px."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
@@ -171,7 +198,7 @@ def screenshots(url: str, query: np.ndarray, out: Path) -> None:
         field.clear()
         field.send_keys("shapes")
         driver.execute_script("arguments[0].dispatchEvent(new Event('change'))", field)
-        for element_id, text in (("labels-input", "\n".join(ZS_LABELS)), ("templates-input", "\n".join(ZS_TEMPLATES)),
+        for element_id, text in (("labels-input", "\n".join(labels)), ("templates-input", "\n".join(ZS_TEMPLATES)),
                                  ("k-input", "8")):
             element = driver.find_element(By.ID, element_id)
             element.clear()
@@ -179,17 +206,12 @@ def screenshots(url: str, query: np.ndarray, out: Path) -> None:
         driver.find_element(By.ID, "file-input").send_keys(str(q))
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#neighbours li")) == 8
                    and d.find_elements(By.CSS_SELECTOR, "#label-bars li"))
+        Select(driver.find_element(By.ID, "proj-method")).select_by_value("tsne")
         driver.find_element(By.ID, "space-button").click()
-        wait.until(lambda d: d.find_element(By.ID, "scatter").get_attribute("data-points"))
-        Select(driver.find_element(By.ID, "colour-by")).select_by_value("shape")
+        wait.until(lambda d: d.find_element(By.ID, "scatter").get_attribute("data-placement") == "nearest-neighbour")
+        Select(driver.find_element(By.ID, "colour-by")).select_by_value("colour")
         for width, name in ((1280, "page-desktop.png"), (390, "page-phone.png")):
-            driver.set_window_size(width, 1000)
-            time.sleep(0.5)
-            height = driver.execute_script("return document.documentElement.scrollHeight")
-            driver.set_window_size(width, height)
-            time.sleep(1.0)
-            driver.save_screenshot(str(out / name))
-            log.info("wrote %s (%d×%d)", out / name, width, height)
+            full_page_screenshot(driver, width, out / name)
     finally:
         driver.quit()
 
@@ -209,8 +231,9 @@ def main(argv: list[str] | None = None) -> int:
         train_shapes_clip(args.lite_size, args.fit_steps)
     data = Path(tempfile.mkdtemp(prefix="sslzoo-page-demo-"))
     with serve(registry.home, data) as url:
-        query = build_indexes(url, args.shapes, args.fashion)
-        screenshots(url, query, args.out)
+        query, meta = build_indexes(url, args.shapes, args.fashion)
+        log.info("query: a held-out image of %s", meta)
+        screenshots(url, query, zero_shot_labels(meta), args.out)
     return 0
 
 

@@ -171,8 +171,8 @@ def _curve_axes(fig: plt.Figure, series: _Series) -> tuple[Any, Any]:
     curve.tick_params(labelsize=7)
     curve.set_xlabel("step", fontsize=7)
     curve.grid(alpha=0.3)
-    (align_line,) = curve.plot([], [], color="#d62728", lw=1.3, label="alignment ↓")
-    (unif_line,) = curve.plot([], [], color="#1f77b4", lw=1.3, label="uniformity ↓")
+    (align_line,) = curve.plot([], [], color="#d62728", lw=1.3, marker="o", ms=2.5, label="alignment ↓")
+    (unif_line,) = curve.plot([], [], color="#1f77b4", lw=1.3, marker="o", ms=2.5, label="uniformity ↓")
     curve.legend(fontsize=7, loc="center right", frameon=False)
     return align_line, unif_line
 

@@ -295,7 +295,10 @@ async function onAdd(event) {
 async function thumbnailOf(id) {
   if (state.thumbs.has(id)) return state.thumbs.get(id);
   const pending = postJson("/index/get", { index: state.projection.index, ids: [id] })
-    .then((out) => (out.items[0] && typeof out.items[0].metadata.thumbnail === "string" ? out.items[0].metadata.thumbnail : null))
+    .then((out) => {
+      const uri = out.items[0] ? out.items[0].metadata.thumbnail : null;
+      return typeof uri === "string" && uri.startsWith("data:image/") ? uri : null; // never fetch a URL from metadata
+    })
     .catch(() => null);
   state.thumbs.set(id, pending);
   return pending;
@@ -320,7 +323,9 @@ function applyColours() {
   const field = $("colour-by").value;
   const values = p.points.metadata.map((m) => (field && m[field] !== undefined && m[field] !== null ? String(m[field]) : null));
   const categories = [...new Set(values.filter((v) => v !== null))].sort();
-  const colourOf = new Map(categories.map((c, i) => [c, PALETTE[i % PALETTE.length]]));
+  // values that are colour names ("red", "cyan") are drawn in that colour; anything else gets the palette
+  const named = categories.length > 0 && categories.every((c) => /^[a-z]+$/i.test(c) && CSS.supports("color", c));
+  const colourOf = new Map(categories.map((c, i) => [c, named ? c : PALETTE[i % PALETTE.length]]));
   scatter.setColours(values.map((v) => (v === null ? MISSING : colourOf.get(v))));
   const legend = $("legend");
   legend.replaceChildren();
@@ -380,7 +385,7 @@ async function showSpace() {
     ? " The star is your query, projected with the same fitted PCA."
     : ` The star is your query, placed at its nearest neighbour (${out.query.nearest_id}): t-SNE has no map for new points.`;
   const variance = out.explained_variance ? ` Axes explain ${(100 * out.explained_variance[0]).toFixed(0)}% and ${(100 * out.explained_variance[1]).toFixed(0)}% of the variance.` : "";
-  $("space-status").textContent = `${out.method.toUpperCase()} of ${out.points.ids.length}${out.sampled ? ` (a sample of ${out.total})` : ""} ` +
+  $("space-status").textContent = `${out.method === "tsne" ? "t-SNE" : "PCA"} of ${out.points.ids.length}${out.sampled ? ` (a sample of ${out.total})` : ""} ` +
     `item(s) of “${out.index}”${out.cached ? " (cached)" : ""}.${variance}${where}`;
   $("scatter").setAttribute("aria-label", `Scatter plot of ${out.points.ids.length} embeddings of index ${out.index}` +
     ` by ${out.method}${out.query ? ", with your query marked by a star" : ""}. Use N and P to read the points.`);

@@ -81,6 +81,9 @@ export class Scatter {
       ctx.fillStyle = this.colours[i] || MISSING;
       ctx.globalAlpha = 0.85;
       ctx.fill();
+      ctx.strokeStyle = "rgba(29, 35, 48, 0.45)"; // keeps light colours (yellow, pale palette entries) visible
+      ctx.lineWidth = 0.6;
+      ctx.stroke();
     }
     ctx.globalAlpha = 1;
     if (this.focus >= 0) {
