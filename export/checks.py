@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from export.golden import ImageSets
-from export.parity import ParityReport, Tolerance, knn_figures, nearest
+from export.parity import ParityReport, Tolerance, knn_figures, retrieval_figures
 from export.runtime import OnnxImageEncoder, SessionSettings
 from zoo.config import EncoderConfig
 from zoo.encoders import ImageEncoder
@@ -86,18 +86,19 @@ def onnx_text(path: Path, tokens: dict[str, tuple[np.ndarray, np.ndarray]]) -> d
 
 
 def check_text(path: Path, tokens: dict[str, tuple[np.ndarray, np.ndarray]], reference: dict[str, np.ndarray],
-               images: np.ndarray, n_captions: int, tolerance: Tolerance, precision: str, against: str,
-               ) -> tuple[ParityReport, dict[str, np.ndarray]]:
+               images: tuple[np.ndarray, np.ndarray], n_captions: int, tolerance: Tolerance, precision: str,
+               against: str) -> tuple[ParityReport, dict[str, np.ndarray]]:
     """Compare a text graph with ``reference``; agreement is caption → golden image retrieval.
 
-    ``images`` are the reference backend's embeddings of the golden images the first ``n_captions``
-    captions describe, so the agreement says whether text search returns the same image.
+    ``images`` are the reference and the candidate side's embeddings of the golden images that the
+    first ``n_captions`` captions describe, so the agreement says whether text search returns the
+    same image.
     """
     candidate = onnx_text(path, tokens)
     report = ParityReport("text", precision, against, tolerance)
     report.add_vectors("captions", reference["golden"], candidate["golden"])
     report.add_vectors("random tokens", reference["random"], candidate["random"], gated=precision == "fp32")
-    same = nearest(images, reference["golden"][:n_captions]) == nearest(images, candidate["golden"][:n_captions])
-    report.add_agreement("caption→image top-1", {"retrieval_agreement": float(same.mean()), "n": int(n_captions)},
-                         key="retrieval_agreement")
+    report.add_agreement("caption→image top-1", retrieval_figures(
+        images, (reference["golden"][:n_captions], candidate["golden"][:n_captions]), tolerance.knn_tie),
+        key="retrieval_agreement")
     return report, candidate

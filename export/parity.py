@@ -92,9 +92,24 @@ def decisive(votes: np.ndarray, top_sims: np.ndarray, tie: float, k: int = KNN_K
     return stable_set & stable_vote
 
 
-def nearest(gallery: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """Index of each query's most similar gallery vector (cosine), for retrieval agreement."""
-    return (_unit(queries.astype(np.float64)) @ _unit(gallery.astype(np.float64)).T).argmax(axis=1)
+def retrieval_figures(gallery: tuple[np.ndarray, np.ndarray], queries: tuple[np.ndarray, np.ndarray],
+                      tie: float | None = None) -> dict[str, float]:
+    """Top-1 retrieval agreement: does each query find the same gallery item on both sides?
+
+    ``gallery`` and ``queries`` are ``(reference, candidate)`` pairs. With ``tie`` set, queries whose
+    reference best match beats the runner-up by no more than ``2 * tie`` in cosine are left out, as
+    in :func:`knn_figures`.
+    """
+    ref_sims = _unit(queries[0].astype(np.float64)) @ _unit(gallery[0].astype(np.float64)).T
+    cand_sims = _unit(queries[1].astype(np.float64)) @ _unit(gallery[1].astype(np.float64)).T
+    same = ref_sims.argmax(axis=1) == cand_sims.argmax(axis=1)
+    counted = np.ones(len(same), bool)
+    if tie is not None and ref_sims.shape[1] > 1:
+        top2 = -np.sort(-ref_sims, axis=1)[:, :2]
+        counted = top2[:, 0] - top2[:, 1] > 2 * tie
+    return {"retrieval_agreement": float(same[counted].mean()) if counted.any() else 1.0,
+            "retrieval_agreement_all": float(same.mean()), "retrieval_ties": int(np.count_nonzero(~counted)),
+            "n": len(same)}
 
 
 def knn_figures(reference: tuple[np.ndarray, np.ndarray], candidate: tuple[np.ndarray, np.ndarray],

@@ -146,7 +146,8 @@ def _export_text(clip: ClipModel, tmp: Path, sets: ImageSets, image_vectors: dic
     fp32 = tmp / TEXT_FILES["fp32"]
     graph = export_text_tower(clip, fp32, opset)
     reference = torch_text(clip.text, tokens)
-    report, onnx_vectors = check_text(fp32, tokens, reference, image_vectors["torch"].vectors["golden"], n_captions,
+    golden = {side: vectors.vectors["golden"] for side, vectors in image_vectors.items()}
+    report, onnx_vectors = check_text(fp32, tokens, reference, (golden["torch"], golden["onnx"]), n_captions,
                                       tolerances[0], "fp32", "torch")
     _require(report)
     out: dict[str, Any] = {"reports": {"text_fp32": report}, "paths": {"text_fp32": fp32},
@@ -154,7 +155,7 @@ def _export_text(clip: ClipModel, tmp: Path, sets: ImageSets, image_vectors: dic
     if int8:
         quantized = tmp / TEXT_FILES["int8"]
         quantize_text_dynamic(fp32, quantized)
-        report8, _ = check_text(quantized, tokens, onnx_vectors, image_vectors["onnx"].vectors["golden"], n_captions,
+        report8, _ = check_text(quantized, tokens, onnx_vectors, (golden["onnx"], golden["onnx"]), n_captions,
                                 tolerances[1], "int8", "onnx fp32")
         out["reports"]["text_int8"] = _keep_if_passed(report8, quantized)
         if quantized.is_file():

@@ -27,8 +27,9 @@ def _row(report: ParityReport, name: str, figures: dict[str, float]) -> str:
                 f"{figures['mean_cosine']:>10.6f} {'':>12}  {'yes' if figures.get('gated') else 'no'}")
     key = next(k for k in figures if k in ("knn_agreement", "retrieval_agreement"))
     extra = ""
-    if "knn_ties" in figures:
-        extra = f" (all {figures['knn_agreement_all']:.3f}, ties {int(figures['knn_ties'])})"
+    for kind in ("knn", "retrieval"):
+        if f"{kind}_ties" in figures:
+            extra = f" (all {figures[f'{kind}_agreement_all']:.3f}, ties {int(figures[f'{kind}_ties'])})"
     return f"{lead} {'':>9} {'':>10} {'':>10} {figures[key]:>12.4f}  yes{extra}"
 
 

@@ -60,7 +60,7 @@ def test_operator_without_onnx_mapping(tmp_path):
 
 def test_opset_the_exporter_cannot_produce(tmp_path):
     # torch's exporter starts at opset 18 and silently keeps 18 when down-conversion fails.
-    with pytest.raises(ExportError, match="asked for ONNX opset 13 but .* produced 18"):
+    with pytest.raises(ExportError, match=r"asked for ONNX opset 13 but .* produced 18"):
         export_module(Doubler(), [torch.randn(2, 4)], tmp_path / "m.onnx", ["pixels"], opset=13)
     assert not (tmp_path / "m.onnx").exists()
 

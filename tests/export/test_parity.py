@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from export.parity import ParityReport, Tolerance, knn_figures, knn_predict, vector_figures
+from export.parity import ParityReport, Tolerance, knn_figures, knn_predict, retrieval_figures, vector_figures
 
 TOL = Tolerance(max_abs_diff=1e-3, min_cosine=0.99, knn_agreement=0.9)
 
@@ -88,3 +88,14 @@ def test_mean_cosine_gate_and_ungated_minimum():
     report = ParityReport("image", "int8", "onnx fp32", int8_like)
     report.add_vectors("one bad of forty", many, drifted)
     assert report.passed and report.figures["one bad of forty"]["min_cosine"] == pytest.approx(0.5 ** 0.5)
+
+
+def test_retrieval_agreement_and_ties():
+    gallery = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    queries = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.2]])
+    moved = np.array([[1.0, 0.0], [1.0, 0.9], [1.0, 0.2]])  # query 1 now finds item 2 instead of item 1
+    figures = retrieval_figures((gallery, gallery), (queries, moved))
+    assert figures["retrieval_agreement"] == pytest.approx(2 / 3) and figures["retrieval_ties"] == 0
+    # Query 2 is nearly equidistant from items 0 and 2 in the reference: a tie at 0.1 cosine, left out.
+    tolerant = retrieval_figures((gallery, gallery), (queries, moved), tie=0.1)
+    assert tolerant["retrieval_ties"] == 1 and tolerant["retrieval_agreement"] == 0.5
