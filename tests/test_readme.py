@@ -11,10 +11,13 @@ from pathlib import Path
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)
+# Examples that need a running server are run by tests/service against a real one.
+SERVER_EXAMPLES = re.compile(r"<!-- service-examples:begin.*?<!-- service-examples:end -->", re.S)
 
 
 def blocks(language: str) -> list[str]:
-    return [body for lang, body in FENCE.findall(README.read_text()) if lang == language]
+    text = SERVER_EXAMPLES.sub("", README.read_text())
+    return [body for lang, body in FENCE.findall(text) if lang == language]
 
 
 def test_readme_python_examples_run(sslzoo_home: Path, tmp_path: Path):

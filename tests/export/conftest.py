@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from export_helpers import SIZES
+from export_helpers import SIZES, sslzoo_home_env
 
 import zoo
 from export.pipeline import ExportResult, export_entry
@@ -44,13 +44,6 @@ def export_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
-@contextlib.contextmanager
-def _home(home: Path):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SSLZOO_HOME", str(home))
-        yield
-
-
 def tiny_tokenizer():
     return train_wordpiece(CAPTIONS * 4, vocab_size=120)
 
@@ -61,7 +54,7 @@ def vit_export(export_home: Path) -> Exported:
     from zoo.cli import main
 
     registry = Registry(export_home)
-    with _home(export_home), pytest.MonkeyPatch.context() as patch:
+    with sslzoo_home_env(export_home), pytest.MonkeyPatch.context() as patch:
         patch.setattr("export.golden.ParitySizes", lambda: SIZES)  # the CLI's default sizes, made test-sized
         torch.manual_seed(0)
         zoo.save(zoo.build_encoder("vit_nano", in_chans=1), "vit", registry=registry)
@@ -79,7 +72,7 @@ def vit_export(export_home: Path) -> Exported:
 def resnet_export(export_home: Path) -> Exported:
     """resnet_narrow (RGB, 32 px, avg pooling), exported with the Python API and int8 on."""
     registry = Registry(export_home)
-    with _home(export_home):
+    with sslzoo_home_env(export_home):
         torch.manual_seed(1)
         zoo.save(zoo.build_encoder("resnet_narrow", img_size=32), "rn", registry=registry)
         result = export_entry("rn@1", sizes=SIZES, registry=registry)
@@ -90,7 +83,7 @@ def resnet_export(export_home: Path) -> Exported:
 def clip_export(export_home: Path) -> Exported:
     """A small CLIP pair (vit_nano image tower at 32 px RGB, 2-layer text tower), fp32 only."""
     registry = Registry(export_home)
-    with _home(export_home):
+    with sslzoo_home_env(export_home):
         torch.manual_seed(2)
         clip = zoo.build_clip("vit_nano", tiny_tokenizer(), embed_dim=48, img_size=32,
                               text_args={"width": 64, "layers": 2, "heads": 2}, context_length=16)

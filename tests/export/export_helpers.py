@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
 import numpy as np
+import pytest
 from PIL import Image, ImageDraw
 
 from export.golden import ParitySizes
@@ -26,3 +31,11 @@ def drawn_images(n: int, size: int = 40, seed: int = 7) -> list[Image.Image]:
             (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=fill)
         images.append(image)
     return images
+
+
+@contextlib.contextmanager
+def sslzoo_home_env(home: Path) -> Iterator[None]:
+    """``$SSLZOO_HOME`` for session- and module-scoped fixtures, set up before the per-test one applies."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SSLZOO_HOME", str(home))
+        yield

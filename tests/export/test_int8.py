@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from export_helpers import SIZES
+from export_helpers import SIZES, sslzoo_home_env
 
 import zoo
 from export.checks import ImageEmbeddings
@@ -22,7 +22,8 @@ UNREACHABLE_FOR_INT8 = Tolerance(max_abs_diff=None, min_cosine=0.99999999, knn_a
 def fp32_graph(resnet_export):
     entry = resnet_export.result.entry
     config = entry.read_config()
-    sets = image_sets(config.preprocess, SIZES)
+    with sslzoo_home_env(resnet_export.home):  # the dataset cache, before the per-test home is set
+        sets = image_sets(config.preprocess, SIZES)
     session = OnnxImageEncoder(entry.path / "model.onnx", config)
     return entry.path / "model.onnx", config, sets, ImageEmbeddings.from_onnx(session, sets)
 

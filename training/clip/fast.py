@@ -144,7 +144,7 @@ def fit_projections(model: ClipModel, table: CaptionTable, image_feats: Tensor, 
         head.bias.copy_(img_proj.bias - weight @ mean)
         projection.weight.copy_(txt_proj.weight)
         model.logit_scale.copy_(logit_scale.clamp(max=LOGIT_SCALE_MAX))
-    result.scale, result.seconds = float(model.scale()), time.perf_counter() - start
+    result.scale, result.seconds = float(model.scale().detach()), time.perf_counter() - start
     log.info("fitted projections in %.1f s: loss %.3f → %.3f, scale %.1f", result.seconds, result.losses[0],
              result.losses[-1], result.scale)
     return result
