@@ -69,7 +69,7 @@ def shapes_tasks(test: ImageDataset) -> list[tuple[str, list[str], tuple[str, ..
 
 def zero_shot_rows(model: ClipModel, test: ImageDataset, image_emb: np.ndarray) -> list[tuple[str, str, str]]:
     """Table rows (task, figures, chance) for the dataset's zero-shot tasks."""
-    scale = float(model.scale())
+    scale = float(model.scale().detach())
     rows = []
     if test.name == "shapes":
         for task, names, templates, labels in shapes_tasks(test):
