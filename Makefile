@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 3000
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install test test-fast lint serve data contact-sheet clean
+.PHONY: install test test-fast lint serve default-model contact-sheet clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -30,7 +30,13 @@ lint: install  ## ruff (with docstring rules), mypy on zoo/, import-linter layer
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/deptry .
 
-serve: install  ## install, then serve the default model on port $(PORT)
+default-model: install  ## build the default CLIP offline (a few minutes, once) and export it to ONNX
+	$(PY) -m training.clip.default --name default
+	$(PY) -c "import sys, zoo; sys.exit(not (zoo.Registry().resolve('default').path / 'model.onnx').is_file())" \
+	  || $(VENV)/bin/sslzoo export default \
+	  || echo "ONNX export failed: the service will serve the torch backend"
+
+serve: default-model  ## install, build the default model if missing, then serve it on port $(PORT)
 	$(PY) -m service.default_model
 	$(VENV)/bin/bentoml serve . --port $(PORT)
 

@@ -96,17 +96,22 @@ def build_run_encoder(recipe: Recipe, data: ImageDataset) -> ImageEncoder:
                          embed_dim=spec.embed_dim, method=recipe.method, **size, **args)
 
 
-def build_method(recipe: Recipe, encoder: ImageEncoder) -> nn.Module:
-    """``get_method(name)(encoder=..., **method_args)``, naming unknown arguments before building."""
+def build_method(recipe: Recipe, encoder: ImageEncoder, data: ImageDataset | None = None) -> nn.Module:
+    """``get_method(name)(encoder=..., **method_args)``, naming unknown arguments before building.
+
+    Methods that learn from more than pixels (CLIP's captions) declare a ``dataset`` parameter and get
+    the training data through it.
+    """
     factory = get_method(recipe.method)
     params = inspect.signature(factory).parameters
+    extra = {"dataset": data} if "dataset" in params and data is not None else {}
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        valid = sorted(n for n in params if n not in ("self", "encoder"))
+        valid = sorted(n for n in params if n not in ("self", "encoder", "dataset"))
         unknown = sorted(set(recipe.method_args) - set(valid))
         if unknown:
             raise ConfigError(f"method {recipe.method!r} has no argument(s) {unknown}; its arguments: {valid}")
     try:
-        return factory(encoder=encoder, **recipe.method_args)  # type: ignore[no-any-return]
+        return factory(encoder=encoder, **extra, **recipe.method_args)  # type: ignore[no-any-return]
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"method {recipe.method!r} rejected its arguments {recipe.method_args}: {exc}") from exc
 
@@ -150,7 +155,7 @@ def train_method(recipe: Recipe, run_dir: Path, *, resume: bool = False, dist_in
     dist_info = dist_info or setup(recipe.train.device)
     data = data if data is not None else load_training_data(recipe)
     torch.manual_seed(recipe.train.seed)  # the same initial weights on every rank and every run
-    method = build_method(recipe, build_run_encoder(recipe, data))
+    method = build_method(recipe, build_run_encoder(recipe, data), data)
     check_batch_size(method, recipe.train.batch_size, recipe.method)
     trainer = Trainer(method, data.images, recipe.train, run_dir, dist_info=dist_info, name=recipe.method,
                       callbacks=callbacks)
