@@ -164,20 +164,7 @@ def tokenize_texts(tokenizer: Tokenizer, texts: Sequence[str], context_length: i
     open_clip's and Hugging Face's tokenizers do.
     """
     end = end_token_id(tokenizer)
-    if end is None or end == EOT_ID:
-        return encode_texts(tokenizer, texts, context_length)
-    if isinstance(texts, str):
-        raise ConfigError("tokenize_texts takes a list of strings, not one string")
-    tokenizer.enable_truncation(max_length=context_length)
-    ids = np.zeros((len(texts), context_length), dtype=np.int64)
-    mask = np.zeros((len(texts), context_length), dtype=np.int64)
-    for row, encoding in enumerate(tokenizer.encode_batch([str(t) for t in texts])):
-        tokens = encoding.ids[:context_length]
-        if tokens and tokens[-1] != end:
-            tokens[-1] = end
-        ids[row, : len(tokens)] = tokens
-        mask[row, : len(tokens)] = 1
-    return ids, mask
+    return encode_texts(tokenizer, texts, context_length, end_id=EOT_ID if end is None else end)
 
 
 def trim_padding(ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:

@@ -40,11 +40,13 @@ def with_template(tokenizer: Tokenizer) -> Tokenizer:
     return tokenizer
 
 
-def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], context_length: int) -> tuple[np.ndarray, np.ndarray]:
+def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], context_length: int,
+                 end_id: int = EOT_ID) -> tuple[np.ndarray, np.ndarray]:
     """Texts → ``(ids, attention_mask)`` int64 ``[B, context_length]``.
 
     Texts longer than the context are truncated (keeping ``[EOT]``), never rejected; an empty text
-    still yields ``[SOS] [EOT]``.
+    still yields ``[SOS] [EOT]``. ``end_id`` is the closing token a truncated text keeps (a loaded
+    tokenizer's own, such as MiniLM's ``[SEP]``).
     """
     if isinstance(texts, str):
         raise ConfigError("encode_texts takes a list of strings, not one string")
@@ -54,8 +56,8 @@ def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], context_length: int
     mask = np.zeros((len(texts), context_length), dtype=np.int64)
     for row, encoding in enumerate(tokenizer.encode_batch([str(t) for t in texts])):
         tokens = encoding.ids[:context_length]
-        if tokens and tokens[-1] != EOT_ID:
-            tokens[-1] = EOT_ID
+        if tokens and tokens[-1] != end_id:
+            tokens[-1] = end_id
         ids[row, : len(tokens)] = tokens
         mask[row, : len(tokens)] = 1
     return ids, mask
