@@ -58,23 +58,10 @@ def zero_shot_labels(meta: dict) -> list[str]:
 
 
 def train_shapes_clip(lite_size: int, fit_steps: int) -> None:
-    """Both towers locked, projections fitted on precomputed features (the calibration run of clip_quality)."""
-    from training.clip.captions import build_caption_table
-    from training.clip.fast import fit_projections, image_features, text_features
-    from training.methods.clip import Clip
+    """Both towers locked, projections fitted on precomputed features (the default model's recipe)."""
+    from training.clip.default import build_default
 
-    train = load_dataset("shapes", "train", n=3000, image_size=32, seed=0)
-    method = Clip.from_dataset(train, image="efficientnet_lite0", text="minilm", embed_dim=256, img_size=lite_size,
-                               context_length=32, positives="caption", lock_image=True, lock_text=True)
-    model = method.model
-    start = time.perf_counter()
-    feats = image_features(model, train.images, views=1, crop_scale=0.8, seed=0)
-    table = build_caption_table(train, model.text.tokenizer, 32, "caption")
-    texts = text_features(model, table)
-    fit = fit_projections(model, table, feats, texts, steps=fit_steps, batch_size=512, lr=1e-3, weight_decay=0.05,
-                          seed=0)
-    log.info("shapes-clip: features and fit in %.0f s (fit %.0f s)", time.perf_counter() - start, fit.seconds)
-    entry = zoo.save(method.encoder().eval(), CLIP_NAME)
+    entry = build_default(CLIP_NAME, lite_size=lite_size, fit_steps=fit_steps)
     log.info("saved %s", entry.ref)
 
 
