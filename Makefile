@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 3000
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install test test-fast lint serve default-model contact-sheet clean
+.PHONY: install test test-fast lint serve default-model zoo contact-sheet clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -32,13 +32,16 @@ lint: install  ## ruff (with docstring rules), mypy on zoo/, import-linter layer
 
 default-model: install  ## build the default CLIP offline (a few minutes, once) and export it to ONNX
 	$(PY) -m training.clip.default --name default
-	$(PY) -c "import sys, zoo; sys.exit(not (zoo.Registry().resolve('default').path / 'model.onnx').is_file())" \
+	$(PY) -c "import sys, zoo; e = zoo.Registry().resolve('default'); sys.exit(not (e.builtin or (e.path / 'model.onnx').is_file()))" \
 	  || $(VENV)/bin/sslzoo export default \
 	  || echo "ONNX export failed: the service will serve the torch backend"
 
 serve: default-model  ## install, build the default model if missing, then serve it on port $(PORT)
 	$(PY) -m service.default_model
 	$(VENV)/bin/bentoml serve . --port $(PORT)
+
+zoo: install  ## retrain, export and ship the built-in models of training/recipes/zoo.yaml, then the README table
+	$(PY) scripts/make_zoo.py $(ZOO_ARGS)
 
 contact-sheet: install  ## regenerate docs/datasets.png
 	$(PY) -m zoo.data.contact_sheet docs/datasets.png

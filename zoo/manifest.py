@@ -2,6 +2,8 @@
 
 The embedding-space id comes from the weights' hashes, so two entries share a space exactly when
 their weights are byte-identical: vectors from different weights can never be mixed by accident.
+Weights an entry references in a package instead of carrying (``config.extra["external_weights"]``,
+see :mod:`zoo.external`) count by their recorded sha256, so the id still covers every tensor.
 """
 
 from __future__ import annotations
@@ -27,22 +29,42 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def embedding_space_id(file_hashes: dict[str, str]) -> str:
-    """``es-`` + 16 hex digits over the sorted weight-file hashes (both towers for CLIP)."""
+def embedding_space_id(file_hashes: dict[str, str], external: dict[str, str] | None = None) -> str:
+    """``es-`` + 16 hex digits over the sorted weight-file hashes (both towers for CLIP).
+
+    ``external`` maps ``target#package/file`` to the sha256 of referenced package files; entries without
+    references get the same id as before references existed.
+    """
     weights = sorted((name, sha) for name, sha in file_hashes.items() if name.endswith(WEIGHT_SUFFIXES))
     if not weights:
         raise ManifestError("an entry needs at least one .safetensors file to have an embedding space")
-    joined = "".join(f"{name}:{sha};" for name, sha in weights)
+    joined = "".join(f"{name}:{sha};" for name, sha in [*weights, *sorted((external or {}).items())])
     return "es-" + hashlib.sha256(joined.encode()).hexdigest()[:16]
 
 
+def external_hashes(folder: Path) -> dict[str, str]:
+    """``target#package/file`` → sha256 of the package files ``config.json`` says the entry references."""
+    path = folder / "config.json"
+    if not path.is_file():
+        return {}
+    try:
+        records = (json.loads(path.read_text()).get("extra") or {}).get("external_weights") or []
+        return {f"{r['target']}#{r['package']}/{r['file']}": str(r["sha256"]) for r in records}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ManifestError(f"{path}: unreadable external_weights: {exc}") from exc
+
+
 def build_manifest(folder: Path) -> dict[str, Any]:
-    """Hash every regular file under ``folder`` except the manifest itself."""
+    """Hash every regular file under ``folder`` except the manifest itself (plus referenced package files)."""
     files: dict[str, dict[str, Any]] = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST):
         files[path.relative_to(folder).as_posix()] = {"sha256": sha256_file(path), "size": path.stat().st_size}
     hashes = {name: info["sha256"] for name, info in files.items()}
-    return {"format": 1, "files": files, "embedding_space": embedding_space_id(hashes)}
+    external = external_hashes(folder)
+    manifest: dict[str, Any] = {"format": 1, "files": files, "embedding_space": embedding_space_id(hashes, external)}
+    if external:
+        manifest["external"] = external
+    return manifest
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:

@@ -1,7 +1,10 @@
 """The PyTorch side of the registry: model ↔ safetensors files.
 
 Kept apart from :mod:`zoo.registry` so that reading the registry and the onnxruntime backend never
-import torch.
+import torch. Shipped entries may store weights in a compact form (``config.extra["storage"]``: fp16
+tensors, cast back to fp32 here) and reference package weights instead of copying them
+(``config.extra["external_weights"]``, filled in by :mod:`zoo.external`); either way the model is
+rebuilt in fp32 and loaded strictly.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
+import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from torch import Tensor, nn
@@ -17,7 +21,11 @@ from zoo.clip import ClipModel
 from zoo.config import EncoderConfig
 from zoo.encoders import ImageEncoder
 from zoo.errors import ConfigError
+from zoo.external import EXTRA_KEY, fill, refs_of
 from zoo.tokenizer import load_tokenizer
+
+STORAGE_KEY = "storage"
+SHIPPED_KEYS = (STORAGE_KEY, EXTRA_KEY, "shipped")
 
 
 class Saveable(Protocol):
@@ -60,5 +68,19 @@ def load_torch(folder: Path, config: EncoderConfig, **_: Any) -> nn.Module:
         if not (folder / name).is_file():
             raise ConfigError(f"{folder / name} is missing")
         files[name] = _read_safetensors(folder / name)
+    refs = refs_of(config.extra)
+    if refs:
+        fill(files, refs)
+    if isinstance(config.extra.get(STORAGE_KEY), dict):
+        files = {name: widen(tensors) for name, tensors in files.items()}
     model.load_tensor_files(files)
+    if refs or STORAGE_KEY in config.extra:
+        # The model now holds plain fp32 tensors: saving it again writes them all, so its config must
+        # no longer claim compact storage or references.
+        model.config = config.replace(extra={k: v for k, v in config.extra.items() if k not in SHIPPED_KEYS})
     return model.eval()
+
+
+def widen(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """fp16/bf16 storage back to fp32, the dtype every sslzoo model computes in; other tensors unchanged."""
+    return {k: v.float() if v.dtype in (torch.float16, torch.bfloat16) else v for k, v in tensors.items()}

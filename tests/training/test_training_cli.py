@@ -27,7 +27,8 @@ from zoo.cli import main
 from zoo.data import ImageDataset
 from zoo.errors import ConfigError
 
-RECIPES = sorted((Path(__file__).resolve().parents[2] / "training" / "recipes").glob("*.yaml"))
+RECIPES = sorted(p for p in (Path(__file__).resolve().parents[2] / "training" / "recipes").glob("*.yaml")
+                 if p.stem != "zoo")  # zoo.yaml lists the shipped models, it is not a recipe
 SIZES = {"fashion-mnist": 28, "digits": 16}
 
 

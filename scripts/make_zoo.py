@@ -1,0 +1,188 @@
+"""``make zoo``: train, export and ship every model of ``training/recipes/zoo.yaml``, then the README table.
+
+For each model, in the list's order: train it into a scratch registry (``runs/zoo/home``) under a
+scratch name (``<name>-src``; the built-in name itself is reserved by the built-in root), export it to
+ONNX (``sslzoo export``), and ship it into the built-in root (:func:`zoo.ship.ship_entry`), which
+records the recipe's sha256. A model whose shipped sha256 still matches is skipped, so an interrupted
+run resumes where it stopped; ``--force`` redoes, ``--only NAME`` picks models. Every command's output
+goes to ``runs/zoo/<name>.log``. At the end the zoo table is printed and written into the README.
+
+The orchestrator knows nothing about the recipes' contents: a recipe is a file for ``sslzoo train
+--recipe``, a builder is a command with ``{source}`` for the name to save under.
+
+Run: ``python scripts/make_zoo.py [--only NAME] [--force]`` (or ``make zoo ZOO_ARGS="--only mae"``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+log = logging.getLogger("make_zoo")
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    """One line of ``zoo.yaml``: a built-in name and how to make it."""
+
+    name: str
+    recipe: Path | None = None
+    command: str | None = None
+    inputs: tuple[Path, ...] = field(default_factory=tuple)
+
+    @property
+    def source(self) -> str:
+        """The scratch registry name it is trained under."""
+        return f"{self.name}-src"
+
+    def sha256(self) -> str:
+        """What decides whether the shipped entry is current: the recipe file, or the command and its inputs."""
+        digest = hashlib.sha256()
+        if self.recipe is not None:
+            digest.update(self.recipe.read_bytes())
+        else:
+            digest.update((self.command or "").encode())
+            for path in self.inputs:
+                digest.update(f"\0{path.name}\0".encode() + path.read_bytes())
+        return digest.hexdigest()
+
+
+def read_models(path: Path) -> list[ZooModel]:
+    """Parse ``zoo.yaml``; paths are relative to the repository root."""
+    raw = yaml.safe_load(path.read_text()) or {}
+    models = []
+    for item in raw.get("models") or []:
+        unknown = set(item) - {"name", "recipe", "command", "inputs"}
+        if unknown or "name" not in item or ("recipe" in item) == ("command" in item):
+            raise SystemExit(f"{path}: each model needs a name and exactly one of recipe/command "
+                             f"(got {sorted(item)})")
+        models.append(ZooModel(
+            name=str(item["name"]), recipe=REPO / item["recipe"] if "recipe" in item else None,
+            command=item.get("command"), inputs=tuple(REPO / p for p in item.get("inputs") or [])))
+    return models
+
+
+def shipped_sha(root: Path, name: str) -> str | None:
+    """The recipe sha256 the shipped ``name`` was made from, if it is shipped and intact."""
+    import zoo
+    from zoo.table import builtin_entries
+
+    for entry in builtin_entries(root):
+        if entry.name == name:
+            try:
+                entry.verify()
+            except zoo.ManifestError:
+                return None
+            shipped = entry.read_config().extra.get("shipped") or {}
+            return (shipped.get("provenance") or {}).get("sha256")
+    return None
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the repository when it is inside it (recorded in shipped configs)."""
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def run_logged(args: Sequence[str], logfile: Path, env: dict[str, str]) -> None:
+    """Run a command with its output appended to ``logfile``; a failure names the log."""
+    with open(logfile, "a") as handle:
+        handle.write(f"\n$ {shlex.join(args)}\n")
+        handle.flush()
+        code = subprocess.call(list(args), cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    if code:
+        raise SystemExit(f"`{shlex.join(args)}` failed with exit code {code}: see {logfile}")
+
+
+def build_one(model: ZooModel, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
+    """Train, export and ship one model; returns what the summary shows."""
+    from zoo import Registry
+    from zoo.ship import ship_entry
+
+    logfile = args.runs / f"{model.name}.log"
+    logfile.write_text(f"make zoo: {model.name} (sha256 {model.sha256()})\n")
+    bin_dir = Path(sys.executable).parent
+    sslzoo = str(bin_dir / "sslzoo")
+    registry = Registry(args.home, readonly_roots=(args.root,))
+    if model.source in registry.names():
+        registry.delete(model.source)  # a fresh scratch entry: versions from older runs must not be shipped
+    start = time.perf_counter()
+    if model.recipe is not None:
+        run_logged([sslzoo, "train", "--recipe", str(model.recipe), "--name", model.source,
+                    "--out", str(args.runs / "train" / model.name), "--no-progress"], logfile, env)
+    else:
+        command = shlex.split((model.command or "").format(source=model.source))
+        if command and command[0] == "python":
+            command[0] = sys.executable
+        run_logged(command, logfile, env)
+    trained = time.perf_counter() - start
+    run_logged([sslzoo, "export", model.source, "--no-int8"], logfile, env)
+    provenance = {"recipe": _shown(model.recipe) if model.recipe else None,
+                  "command": model.command, "sha256": model.sha256(), "train_seconds": round(trained, 1),
+                  "made_by": "make zoo"}
+    result = ship_entry(model.source, model.name, root=args.root, registry=registry, provenance=provenance,
+                        budget_mb=args.budget_mb)
+    with open(logfile, "a") as handle:
+        handle.write(result.summary() + "\n")
+    return {"name": model.name, "seconds": time.perf_counter() - start, "summary": result.summary()}
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Command-line options (paths default to the repository's)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=REPO / "training" / "recipes" / "zoo.yaml")
+    parser.add_argument("--only", action="append", default=[], metavar="NAME", help="build only these (repeatable)")
+    parser.add_argument("--force", action="store_true", help="rebuild even if the shipped sha256 matches")
+    parser.add_argument("--root", type=Path, default=REPO / "zoo" / "builtin", help="built-in root to ship into")
+    parser.add_argument("--runs", type=Path, default=REPO / "runs" / "zoo", help="logs and training runs")
+    parser.add_argument("--home", type=Path, help="scratch SSLZOO_HOME (default: RUNS/home)")
+    parser.add_argument("--readme", type=Path, default=REPO / "README.md", help="README to write the table into")
+    parser.add_argument("--no-readme", action="store_true", help="print the table only")
+    parser.add_argument("--budget-mb", type=float, default=40.0, help="size limit of the whole built-in root")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Build what is out of date, then print (and write) the zoo table."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    args = parse_args(argv)
+    args.home = (args.home or args.runs / "home").resolve()
+    args.root, args.runs = args.root.resolve(), args.runs.resolve()
+    args.runs.mkdir(parents=True, exist_ok=True)
+    os.environ["SSLZOO_HOME"] = str(args.home)  # ship's probe data and the subprocesses use the scratch home
+    env = {**os.environ, "SSLZOO_HOME": str(args.home)}
+    models = read_models(args.config)
+    unknown = set(args.only) - {m.name for m in models}
+    if unknown:
+        raise SystemExit(f"--only {sorted(unknown)}: not in {args.config}")
+    done = []
+    for model in models:
+        if args.only and model.name not in args.only:
+            continue
+        if not args.force and shipped_sha(args.root, model.name) == model.sha256():
+            log.info("%s: shipped entry matches its recipe (sha256 %s…): skipped", model.name, model.sha256()[:12])
+            continue
+        log.info("%s: training, exporting and shipping (log: %s)", model.name, args.runs / f"{model.name}.log")
+        done.append(build_one(model, args, env))
+        log.info("%s: done in %.0f s\n%s", model.name, done[-1]["seconds"], done[-1]["summary"])
+    from zoo.table import write_table, zoo_table
+
+    table = zoo_table(args.root) if args.no_readme else write_table(args.readme, args.root)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

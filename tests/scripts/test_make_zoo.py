@@ -1,0 +1,80 @@
+"""``make zoo`` end to end on tiny stand-ins: train (recipe and builder command), export, ship, table, resume."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from zoo.table import BEGIN, END, builtin_entries, table_in, zoo_table
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPE = """\
+method: simclr
+method_args: {temperature: 0.2}
+model: {arch: resnet_narrow, arch_args: {output_stride: 16}}
+data: {name: digits, max_images: 128}
+train: {steps: 2, batch_size: 32, seed: 0, log_every: 1, checkpoint_every: 0, progress: false}
+eval: {enabled: false}
+"""
+BUILDER = """\
+import sys
+import zoo
+from zoo.encoders import build_encoder
+
+encoder = build_encoder("resnet_narrow", img_size=16, in_chans=1, method="simclr")
+encoder.config = encoder.config.replace(data="digits")
+zoo.save(encoder, sys.argv[1])
+"""
+
+
+def _load_make_zoo():
+    spec = importlib.util.spec_from_file_location("make_zoo", REPO / "scripts" / "make_zoo.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["make_zoo"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_make_zoo_trains_exports_ships_and_resumes(tmp_path, monkeypatch, capsys):
+    make_zoo = _load_make_zoo()
+    (tmp_path / "tiny.yaml").write_text(RECIPE)
+    (tmp_path / "build.py").write_text(BUILDER)
+    (tmp_path / "zoo.yaml").write_text(
+        f"models:\n  - name: tiny-simclr\n    recipe: {tmp_path / 'tiny.yaml'}\n"
+        f"  - name: tiny-built\n    command: python {tmp_path / 'build.py'} {{source}}\n"
+        f"    inputs: [{tmp_path / 'build.py'}]\n")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{BEGIN}\nold\n{END}\n\nrest\n")
+    root, runs = tmp_path / "root", tmp_path / "runs"
+    args = ["--config", str(tmp_path / "zoo.yaml"), "--root", str(root), "--runs", str(runs), "--readme", str(readme)]
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+    assert make_zoo.main(args) == 0
+    names = [e.name for e in builtin_entries(root)]
+    assert names == ["tiny-built", "tiny-simclr"]
+    for entry in builtin_entries(root):
+        shipped = entry.read_config().extra["shipped"]
+        assert shipped["onnx_files"] == ["model.onnx"] and shipped["provenance"]["sha256"]
+    assert (runs / "tiny-simclr.log").read_text().count("$ ") == 2  # train, export
+    assert table_in(readme.read_text()) == zoo_table(root)
+    assert readme.read_text().endswith(f"{END}\n\nrest\n")
+    capsys.readouterr()
+
+    before = {p: p.stat().st_mtime_ns for p in root.rglob("config.json")}
+    assert make_zoo.main([*args, "--no-readme"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("config.json")} == before, "up-to-date models are skipped"
+
+    rebuilt = []
+    monkeypatch.setattr(make_zoo, "build_one", lambda model, *_: rebuilt.append(model.name) or {
+        "name": model.name, "seconds": 0.0, "summary": ""})
+    (tmp_path / "build.py").write_text(BUILDER + "# changed\n")
+    assert make_zoo.main([*args, "--no-readme"]) == 0
+    assert rebuilt == ["tiny-built"], "only the model whose builder changed is rebuilt"
+    assert make_zoo.main([*args, "--no-readme", "--force", "--only", "tiny-simclr"]) == 0
+    assert rebuilt == ["tiny-built", "tiny-simclr"]
+    with pytest.raises(SystemExit, match="not in"):
+        make_zoo.main([*args, "--only", "nope"])
