@@ -1,9 +1,10 @@
 """A short real SimCLR run with a probe recorder, then the contrastive animation (docs/contrastive.gif).
 
-It builds the method from the shipped recipe (``training/recipes/simclr_<data>.yaml``) with the same
-helpers ``sslzoo train`` uses, trains it with the project's :class:`training.trainer.Trainer` (the probe
-recorder is one of the trainer's callbacks), records a probe of balanced test images every
-``--every`` steps plus step 0, and draws the animation. ``--save NAME`` also saves the encoder to the
+It trains the shipped recipe (``training/recipes/simclr_<data>.yaml``) through the same
+:func:`training.run.train_method` as ``sslzoo train``, with ``train.probe_every`` set to ``--every`` and
+``train.probe_size`` to ``--probe``: the probe of balanced test images is recorded at step 0, every
+``--every`` steps and at the end, exactly as ``sslzoo train --probe-every N`` does, and the animation is
+drawn from the run folder (as ``sslzoo plot animate RUN_DIR`` would). ``--save NAME`` also saves the encoder to the
 registry (``$SSLZOO_HOME``), which the page demo (``scripts/page_demo.py``) serves.
 
     nice -n 10 .venv/bin/python scripts/contrastive_run.py --steps 400 --every 20 --out runs/contrastive \
@@ -25,10 +26,8 @@ if str(ROOT) not in sys.path:
 
 from training.animate import animate  # noqa: E402
 from training.config import apply_overrides, load_recipe  # noqa: E402
-from training.probe import ProbeRecorder, pick_probe  # noqa: E402
-from training.run import build_method, build_run_encoder, load_training_data  # noqa: E402
-from training.trainer import Trainer  # noqa: E402
-from zoo.data import load_dataset  # noqa: E402
+from training.probe import recorded_steps  # noqa: E402
+from training.run import train_method  # noqa: E402
 
 log = logging.getLogger("contrastive_run")
 
@@ -56,25 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     recipe = apply_overrides(recipe, {"train.steps": args.steps, "train.epochs": None,
                                       "data.max_images": args.max_images, "train.batch_size": args.batch_size,
                                       "train.checkpoint_every": 0, "train.progress": False,
-                                      "train.log_every": args.every})
-    data = load_training_data(recipe)
-    test = load_dataset(recipe.data.name, recipe.data.eval_split, seed=recipe.data.seed)
-    chosen = pick_probe(test.labels, args.probe, seed=1)
-    torch.manual_seed(recipe.train.seed)
-    method = build_method(recipe, build_run_encoder(recipe, data))
-    recorder = ProbeRecorder(args.out, test.images[chosen], args.every, labels=test.labels[chosen],
-                             class_names=test.class_names, seed=0)
-    args.out.mkdir(parents=True, exist_ok=True)
-    recorder.record(0, method)  # the untrained network: where the lines start
-    trainer = Trainer(method, data.images, recipe.train, args.out, name=recipe.method,
-                      callbacks=[recorder.callback(method)])
+                                      "train.log_every": args.every, "train.probe_every": args.every,
+                                      "train.probe_size": args.probe})
     start = time.perf_counter()
-    result = trainer.fit()
+    result, method, data = train_method(recipe, args.out)
+    probes = recorded_steps(args.out)
     log.info("trained %d steps in %.0f s (%.0f img/s), final loss %.4f; %d probes recorded", result.steps,
-             time.perf_counter() - start, result.img_per_s, result.final_loss, len(recorder.recorded))
+             time.perf_counter() - start, result.img_per_s, result.final_loss, len(probes))
     (args.out / "result.json").write_text(json.dumps({"steps": result.steps, "seconds": result.seconds,
-                                                      "final_loss": result.final_loss,
-                                                      "probes": recorder.recorded}, indent=2))
+                                                      "final_loss": result.final_loss, "probes": probes}, indent=2))
     if args.gif:
         summary = animate(args.out, args.gif, title=f"SimCLR on {data.name} ({recipe.model.arch})")
         log.info("wrote %s: alignment %.3f → %.3f, uniformity %.3f → %.3f", summary.path, summary.alignment[0],

@@ -53,8 +53,8 @@ def load_probes(run_dir: Path) -> list[ProbeFrame]:
     """
     files = sorted((Path(run_dir) / PROBE_DIR).glob("step_*.npz"))
     if not files:
-        raise DataError(f"{Path(run_dir) / PROBE_DIR} holds no step_*.npz probe files; train with a "
-                        "training.probe.ProbeRecorder to record them")
+        raise DataError(f"{Path(run_dir) / PROBE_DIR} holds no step_*.npz probe files; record them with "
+                        "sslzoo train --probe-every N (or train.probe_every in the recipe)")
     frames = []
     for path in files:
         with np.load(path) as data:

@@ -26,7 +26,7 @@ FLAG_KEYS = {
     "batch_size": "train.batch_size", "accum_steps": "train.accum_steps", "lr": "train.lr",
     "weight_decay": "train.weight_decay", "optimizer": "train.optimizer", "precision": "train.precision",
     "seed": "train.seed", "device": "train.device", "checkpoint_every": "train.checkpoint_every",
-    "log_every": "train.log_every", "max_time_s": "train.max_time_s",
+    "log_every": "train.log_every", "max_time_s": "train.max_time_s", "probe_every": "train.probe_every",
 }
 
 
@@ -55,6 +55,9 @@ def add_train_command(sub: Any) -> None:
     p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (0: only at the end)")
     p.add_argument("--log-every", type=int, help="steps between metrics.jsonl rows")
     p.add_argument("--max-time-s", type=float, help="stop after this many seconds of training")
+    p.add_argument("--probe-every", type=int, metavar="N",
+                   help="every N steps (and at the first and last) record both views of train.probe_size eval "
+                        "images into RUN_DIR/probe, for sslzoo plot animate RUN_DIR (0: off)")
     p.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                    help="set any recipe field, e.g. --set method_args.temperature=0.2 --set eval.few_shot=[1,5]")
     p.add_argument("--name", help="registry name (default: METHOD-ARCH-DATA)")
@@ -103,6 +106,7 @@ def resolve_recipe(args: argparse.Namespace) -> Recipe:
 def run_train(args: argparse.Namespace) -> int:
     """``sslzoo train``: returns 0 when the encoder is trained (and saved)."""
     from training.distributed import teardown
+    from training.probe import PROBE_DIR, recorded_steps
     from training.run import run_training
 
     if args.resume and args.out is None:
@@ -122,6 +126,9 @@ def run_train(args: argparse.Namespace) -> int:
     print(format_metrics(outcome.metrics))
     if outcome.entry is not None:
         print(f"saved {outcome.entry.ref} ({outcome.entry.path})")
+    if recipe.train.probe_every:
+        print(f"probe recorded at {len(recorded_steps(out))} steps in {out / PROBE_DIR}; "
+              f"animate it with: sslzoo plot animate {out}")
     return 0
 
 

@@ -36,6 +36,8 @@ class TrainConfig:
 
     ``batch_size`` is per process and per micro-batch: the optimiser sees
     ``batch_size × processes × accum_steps`` images a step. ``lr`` is the peak rate after warm-up.
+    ``probe_every`` records both views of ``probe_size`` eval images every N steps (and at step 0) into
+    ``RUN_DIR/probe`` for ``sslzoo plot animate`` (:mod:`training.probe`); 0 records nothing.
     """
 
     steps: int | None = None
@@ -63,6 +65,8 @@ class TrainConfig:
     max_time_s: float | None = None
     find_unused_parameters: bool = True  # I-JEPA leaves the class token out of its loss; False is faster
     sync_bn: bool = False
+    probe_every: int = 0
+    probe_size: int = 64
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -76,6 +80,10 @@ class TrainConfig:
             raise ConfigError(f"train.epochs must be positive, got {self.epochs}")
         if self.lr <= 0:
             raise ConfigError(f"train.lr must be positive, got {self.lr}")
+        if self.probe_every < 0:
+            raise ConfigError(f"train.probe_every must be 0 (off) or a number of steps, got {self.probe_every}")
+        if self.probe_size < 2:
+            raise ConfigError(f"train.probe_size must be at least 2 images, got {self.probe_size}")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ into an animation.
 
 The trainer calls it as ``recorder(step, method)``; :meth:`ProbeRecorder.callback` adapts it to the
 trainer's ``callbacks`` signature ``(step, logged_row)`` for code that builds the method first.
+``sslzoo train`` builds one from the recipe's ``train.probe_every`` and ``train.probe_size``
+(:func:`training.run.probe_recorder`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from zoo.errors import ConfigError
+
 log = logging.getLogger(__name__)
 PROBE_DIR = "probe"
 META_FILE = "meta.json"
@@ -35,6 +39,33 @@ ViewFn = Callable[[Tensor, torch.Generator], Sequence[Tensor]]
 def probe_path(run_dir: Path, step: int) -> Path:
     """Where the probe of ``step`` is written (zero-padded, so names sort by step)."""
     return Path(run_dir) / PROBE_DIR / f"step_{step:07d}.npz"
+
+
+def recorded_steps(run_dir: Path | str) -> list[int]:
+    """The steps a run has probe files for, in order."""
+    return sorted(int(p.stem.removeprefix("step_")) for p in (Path(run_dir) / PROBE_DIR).glob("step_*.npz"))
+
+
+def check_two_views(method: nn.Module, name: str, sample_uint8: np.ndarray) -> None:
+    """Refuse a method whose ``views`` makes fewer than two views: the probe records positive pairs.
+
+    Args:
+        method: The training method (its ``views`` is called once on ``sample_uint8``).
+        name: Its registry name, for the message.
+        sample_uint8: A few images, uint8 ``[N, H, W, C]`` (two are used).
+
+    Raises:
+        ConfigError: No ``views``, or a single view per image (MAE, I-JEPA, CLIP).
+    """
+    views = getattr(method, "views", None)
+    count = 0
+    if callable(views):
+        sample = torch.from_numpy(np.ascontiguousarray(sample_uint8[:2])).permute(0, 3, 1, 2).contiguous()
+        count = len(views(sample, torch.Generator().manual_seed(0)))
+    if count < 2:
+        what = f"makes {count} view per image" if callable(views) else "has no 'views'"
+        raise ConfigError(f"method {name!r} {what}, and train.probe_every records the two views of each probe "
+                          f"image (the positive pairs of simclr-like methods); set train.probe_every to 0 for {name}")
 
 
 def _is_main_process() -> bool:

@@ -1,7 +1,8 @@
 """A training run from a recipe: data → encoder → method → trainer → evaluation → registry entry.
 
 The CLI and the benchmarks call these functions, so both train exactly the way a recipe says. Under
-``torchrun`` every rank trains; rank 0 alone evaluates, draws the figures and saves the entry.
+``torchrun`` every rank trains; rank 0 alone evaluates, draws the figures, records the probe
+(``train.probe_every``) and saves the entry.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from training.config import Recipe, from_mapping
 from training.distributed import DistInfo, barrier, setup
 from training.evaluate import embed_images, evaluate_encoder
 from training.plots import projection_png, read_metrics, training_curves_png
+from training.probe import ProbeRecorder, check_two_views, pick_probe, probe_path
 from training.registry import get_method
 from training.trainer import METRICS_FILE, Callback, Trainer, TrainResult, check_batch_size
 from zoo.data import ImageDataset, load_dataset
@@ -148,18 +150,55 @@ def _changed_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> lis
     return keys
 
 
+def new_method(recipe: Recipe, data: ImageDataset) -> nn.Module:
+    """The method the recipe names around a fresh encoder, seeded (the same initial weights on every rank and run)."""
+    torch.manual_seed(recipe.train.seed)
+    return build_method(recipe, build_run_encoder(recipe, data), data)
+
+
+def probe_recorder(recipe: Recipe, run_dir: Path, method: nn.Module, train: ImageDataset,
+                   is_main: bool = True) -> ProbeRecorder | None:
+    """The recorder ``train.probe_every`` asks for: ``probe_size`` eval images balanced over classes, both views.
+
+    Every rank checks that the method makes two views (so all fail alike); rank 0 alone gets a recorder.
+
+    Raises:
+        ConfigError: ``probe_every`` set for a method without two views (MAE, I-JEPA, CLIP).
+    """
+    every = recipe.train.probe_every
+    if not every:
+        return None
+    check_two_views(method, recipe.method, train.images)
+    if not is_main:
+        return None
+    _, test = load_eval_data(recipe, train)
+    chosen = pick_probe(test.labels, recipe.train.probe_size, seed=recipe.train.seed)
+    return ProbeRecorder(run_dir, test.images[chosen], every,
+                         labels=None if test.labels is None else test.labels[chosen],
+                         class_names=test.class_names, seed=recipe.train.seed)
+
+
 def train_method(recipe: Recipe, run_dir: Path, *, resume: bool = False, dist_info: DistInfo | None = None,
-                 data: ImageDataset | None = None,
+                 data: ImageDataset | None = None, method: nn.Module | None = None,
                  callbacks: Sequence[Callback] = ()) -> tuple[TrainResult, nn.Module, ImageDataset]:
-    """Build everything the recipe names and train it; returns the result, the method and the data."""
+    """Build everything the recipe names (or take ``data``/``method``) and train it; returns result, method, data.
+
+    With ``train.probe_every`` the probe is recorded at step 0, every N steps and at the last step.
+    """
     dist_info = dist_info or setup(recipe.train.device)
     data = data if data is not None else load_training_data(recipe)
-    torch.manual_seed(recipe.train.seed)  # the same initial weights on every rank and every run
-    method = build_method(recipe, build_run_encoder(recipe, data), data)
+    method = method if method is not None else new_method(recipe, data)
     check_batch_size(method, recipe.train.batch_size, recipe.method)
+    recorder = probe_recorder(recipe, run_dir, method, data, dist_info.is_main)
+    extra = [recorder.callback(method)] if recorder is not None else []
     trainer = Trainer(method, data.images, recipe.train, run_dir, dist_info=dist_info, name=recipe.method,
-                      callbacks=callbacks)
-    return trainer.fit(resume=resume), method, data
+                      callbacks=[*callbacks, *extra])
+    if recorder is not None and not probe_path(run_dir, 0).exists():
+        recorder.record(0, method)  # the untrained network, where the pairs start (seeded: the same on resume)
+    result = trainer.fit(resume=resume)
+    if recorder is not None and not recorder.due(result.steps):
+        recorder.record(result.steps, method)  # the trained network, when the run ends between records
+    return result, method, data
 
 
 def finish_run(recipe: Recipe, run_dir: Path, method: nn.Module, result: TrainResult, train: ImageDataset,
@@ -194,8 +233,13 @@ def finish_run(recipe: Recipe, run_dir: Path, method: nn.Module, result: TrainRe
 def run_training(recipe: Recipe, run_dir: Path, *, name: str | None = None, resume: bool = False) -> RunOutcome:
     """The whole run: prepare the run dir, train on every rank, then evaluate and register on rank 0."""
     dist_info = setup(recipe.train.device)
+    data = load_training_data(recipe)
+    method = new_method(recipe, data)
+    if recipe.train.probe_every:
+        check_two_views(method, recipe.method, data.images)  # before the run folder is written
     recipe = prepare_run_dir(recipe, run_dir, resume, dist_info.is_main)
-    result, method, data = train_method(recipe, run_dir, resume=resume, dist_info=dist_info)
+    result, method, data = train_method(recipe, run_dir, resume=resume, dist_info=dist_info, data=data,
+                                        method=method)
     if not dist_info.is_main:
         return RunOutcome(result, method, {}, None)
     metrics, entry = finish_run(recipe, run_dir, method, result, data, name)
