@@ -6,21 +6,57 @@ Runs (each on ``shapes`` and/or ``emoji``):
 * ``lit``      — locked MiniLM text tower (its projection trains) + the same small image network from scratch;
 * ``locked``   — locked MiniLM + locked ImageNet EfficientNet-Lite0, two linear projections trained on
                  precomputed features (the calibration run);
-* ``locked+``  — the same towers plus what was tried to move the emoji figure: concept-level positives
-                 (skin-tone variants of one concept are positives of each other, not negatives) and
-                 richer phrasings (the bare concept, and the concept in the prompts' wording). On
-                 ``shapes`` it is the same run as ``locked``. ``--views`` adds cropped image views.
+* ``locked+``  — the best emoji recipe found: the same towers, concept-level positives (skin-tone
+                 variants of one concept are positives of each other, not negatives) and richer
+                 phrasings (:func:`training.clip.captions.emoji_phrasings`: the concept bare and in the
+                 prompts' wording). On ``shapes`` it is the same run as ``locked``. ``--views`` adds
+                 cropped image views;
+* ``default``  — the shipped recipe (:mod:`training.clip.default`): ``locked+`` fitted once on
+                 ``shapes`` + ``emoji`` train together, tested on both held-out sets.
 
-Fit steps of the locked runs are chosen on a validation split of the training families, not on the
-held-out set. Measured on the shared 2-core machine, the projections overfit within a few hundred
-steps (3,034 training images), as the logged validation figures show.
+Fit steps of the locked runs are chosen on a validation split of the training families (15% of the
+train families), never on the held-out set; the projections overfit within a few hundred steps (3,034
+training images, 1,474 concepts).
 
 Evaluation never sees training images: ``shapes`` test images (another random stream) and the emoji
-``heldout`` split, whose concept *families* never occur in training. Emoji zero-shot is reported per
-concept (macro: every concept weighs the same, so the many skin-tone variants of a few people emoji
-do not dominate) and per image.
+``heldout`` split, whose concept *families* never occur in training (386 concepts, 621 images).
+Emoji zero-shot is reported per concept (macro) and per image.
 
     nice -n 10 python benchmarks/clip_quality.py --data emoji --runs locked,locked+
+    nice -n 10 python benchmarks/clip_quality.py --runs default
+
+What moved the emoji held-out figure and what did not (shared 2-core machine, Lite0 at 224 px unless
+said; "val" = macro top-1 on the validation families, the only figure used to choose; the held-out
+figure is given for the chosen setting only). The issue's 35% was **not** reached: every variation of
+the locked-towers fit sits at 19–22% held-out macro top-1, within the seed-to-seed spread (val ±1.5
+points over 5 seeds):
+
+* concept-level positives + concept phrasings (``locked+``, chosen 150 steps): 19.6% / 37.4% held-out,
+  the best held-out figure; nothing below beat it on validation.
+* Lite0 input size: 224 px val 24.4%, 160 px val 19.2% (held-out 16.4%): keep 224 (costs build time).
+* captions from group/subgroup ("a man cook, an emoji of the person role kind", "a people body emoji
+  of ..."), added to or replacing the phrasings: val 22.9% / 21.8% (vs 24.4%); group/subgroup also
+  in the zero-shot prompts: val 24.4–26.0%, within noise. Not used (``emoji_phrasings(subgroup=True)``
+  keeps the option).
+* four image views (mild crops, precomputed): val 24.1%; an MLP image head (1024 hidden): 19.3%; a
+  residual MLP text adapter on the locked MiniLM features (a cheap stand-in for unlocking the last
+  text layers, and more capacity on the text side): 21.4%; text projection fixed at the identity (map
+  images into MiniLM's own space) and averaging 5 seeds' heads: 22.7–23.3%. More capacity anywhere
+  overfits to the 1,474 training concepts sooner. Unlocking MiniLM itself was not run: its proxy lost,
+  and its per-step cost (seconds per 512 captions on one core) does not fit the build budget.
+* weight decay 0.5 instead of 0.05: val 25.0% (noise); fewer steps (40–110) or a lower learning rate:
+  worse; 2,048-pair batches: 24.1%.
+* Lite0's stage-wise pooled features concatenated to the pooled ones: val 24.7% (noise; would also need
+  a non-linear image head in the saved format); ImageNet class names as a bridge (softmax over the
+  1,000 ImageNet logits × MiniLM embeddings of the class names, no fit): val 7.8%.
+* 1,500 / 3,000 extra ``openclipart-png`` clip-art images captioned from their paths and file names
+  (author names stripped heuristically): val 23.0% / 19.2% top-1 (top-5 up 2–3 points). Not kept, so
+  the package is not in the install script.
+
+The limit is the locked ImageNet image features of emoji renders: only 25% of validation predictions
+land in the right concept family at all (gender variants are not the problem). What is left to try:
+fine-tuning the image tower as a whole on emoji (the last blocks alone added nothing in the issue's
+calibration), which needs more than this CPU budget.
 """
 
 from __future__ import annotations
@@ -35,81 +71,19 @@ import numpy as np
 import torch
 
 import zoo
-from training.clip.captions import build_caption_table
+from training.clip.captions import build_caption_table, richer_captions
+from training.clip.default import fit_default, test_sets, training_sets
 from training.clip.fast import fit_projections, image_features
+from training.clip.quality import EMOJI_TEMPLATES, Row, evaluate, shapes_tasks
 from training.data import BatchLoader
 from training.methods.clip import Clip
 from zoo import zeroshot as zs
 from zoo.clip import ClipModel
 from zoo.data import ImageDataset, load_dataset
 from zoo.data.emoji_catalog import describe
-from zoo.data.shapes import COLOURS, POSITIONS, SHAPES
 from zoo.text import trim_padding
 
 log = logging.getLogger("clip_quality")
-EMOJI_TEMPLATES = ("an emoji of {}", "{}", "a picture of {}")
-
-
-# -- evaluation ---------------------------------------------------------------------------------------
-def shapes_tasks(test: ImageDataset) -> list[tuple[str, list[str], tuple[str, ...], np.ndarray]]:
-    """(task, class names, templates, labels): each attribute, prompts ensembled over the other attributes."""
-    meta = test.meta or []
-    shapes, colours, positions = list(SHAPES), list(COLOURS), list(POSITIONS)
-    where = [POSITIONS[p][1] for p in positions]
-    composed = [f"{c} {s}" for c in colours for s in shapes]
-    return [
-        ("shape", shapes, tuple(f"a {c} {{}}" for c in colours), np.array([shapes.index(m["shape"]) for m in meta])),
-        ("colour", colours, tuple(f"a {{}} {s}" for s in shapes), np.array([colours.index(m["colour"]) for m in meta])),
-        ("position", where, tuple(f"a {s} {{}}" for s in shapes),
-         np.array([positions.index(m["position"]) for m in meta])),
-        ("composed", composed, ("a {}", "a picture of a {}"),
-         np.array([composed.index(f"{m['colour']} {m['shape']}") for m in meta])),
-    ]
-
-
-def zero_shot_rows(model: ClipModel, test: ImageDataset, image_emb: np.ndarray) -> list[tuple[str, str, str]]:
-    """Table rows (task, figures, chance) for the dataset's zero-shot tasks."""
-    scale = float(model.scale().detach())
-    rows = []
-    if test.name == "shapes":
-        for task, names, templates, labels in shapes_tasks(test):
-            scores = zs.logits(image_emb, zs.build_classifier(model.embed_texts, names, templates), scale)
-            acc = zs.accuracy(scores, labels)
-            c = len(names)
-            rows.append((f"zero-shot {task} ({c} classes)", f"top1 {acc['top1']:.1%}  top5 {acc['top5']:.1%}",
-                         f"{1 / c:.1%} / {min(5, c) / c:.1%}"))
-        return rows
-    names = [describe(c, []) for c in test.class_names or []]
-    scores = zs.logits(image_emb, zs.build_classifier(model.embed_texts, names, EMOJI_TEMPLATES), scale)
-    macro, micro = zs.macro_accuracy(scores, test.labels), zs.accuracy(scores, test.labels)
-    c = len(names)
-    rows.append((f"zero-shot held-out concepts, macro ({c})", f"top1 {macro['top1']:.1%}  top5 {macro['top5']:.1%}",
-                 f"{1 / c:.2%} / {5 / c:.2%}"))
-    rows.append((f"zero-shot held-out, per image ({len(test)})", f"top1 {micro['top1']:.1%}  top5 {micro['top5']:.1%}",
-                 f"{1 / c:.2%} / {5 / c:.2%}"))
-    return rows
-
-
-def retrieval_rows(model: ClipModel, test: ImageDataset, image_emb: np.ndarray) -> list[tuple[str, str, str]]:
-    """Recall@1/5/10 both ways over the test captions (several per image), with chance."""
-    captions = [[c for c in cs if c.strip()] for cs in test.captions or []]
-    texts = [c for cs in captions for c in cs]
-    owner = np.repeat(np.arange(len(captions)), [len(cs) for cs in captions])
-    got = zs.retrieval_recall(image_emb, model.embed_texts(texts), owner)
-    chance = zs.retrieval_chance(len(captions), owner)
-    rows = []
-    for way, label in (("i2t", "image→text"), ("t2i", "text→image")):
-        figures = "  ".join(f"R@{k} {got[f'{way}_r@{k}']:.1%}" for k in (1, 5, 10))
-        base = " / ".join(f"{chance[f'{way}_r@{k}']:.1%}" for k in (1, 5, 10))
-        rows.append((f"{label} ({len(captions)} img, {len(texts)} txt)", figures, base))
-    return rows
-
-
-def evaluate(model: ClipModel, test: ImageDataset) -> list[tuple[str, str, str]]:
-    """Every row for one trained model."""
-    model.eval()
-    image_emb = model.embed_uint8(test.images)
-    return zero_shot_rows(model, test, image_emb) + retrieval_rows(model, test, image_emb)
 
 
 # -- training -------------------------------------------------------------------------------------------
@@ -170,17 +144,6 @@ def caption_features(model: ClipModel, texts: Sequence[str]) -> torch.Tensor:
     return torch.stack([memo[t] for t in texts])
 
 
-def richer_captions(train: ImageDataset) -> list[list[str]] | None:
-    """More phrasings per emoji: the concept without skin tones, bare and in the prompt's wording."""
-    if train.name != "emoji":
-        return None
-    extra = []
-    for captions, meta in zip(train.captions or [], train.meta or [], strict=True):
-        concept = describe(meta["concept"], [])
-        extra.append([*captions, concept, f"an emoji of {concept}", f"a picture of {concept}", meta["name"]])
-    return extra
-
-
 def family_split(train: ImageDataset, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Train/validation indices with whole families (emoji) or random images (shapes) held out."""
     rng = np.random.default_rng(seed + 1)
@@ -201,7 +164,7 @@ def run_locked(train: ImageDataset, args: argparse.Namespace, improved: bool) ->
     """
     torch.manual_seed(args.seed)
     positives = "label" if improved and train.name == "emoji" else "caption"
-    captions = richer_captions(train) if improved else None
+    captions = richer_captions(train) if improved and train.name == "emoji" else None
     method = Clip.from_dataset(train, image="efficientnet_lite0", text="minilm", embed_dim=256, img_size=args.lite_size,
                                context_length=32, lock_image=True, lock_text=True)
     model = method.model
@@ -244,7 +207,8 @@ def validation_score(model: ClipModel, val: ImageDataset, feats: torch.Tensor) -
                        ks=(1,))["top1"]
 
 
-def print_table(title: str, rows: Sequence[tuple[str, str, str]]) -> None:
+def print_table(title: str, rows: Sequence[Row]) -> None:
+    """A plain-text table under a title line."""
     width = max(len(r[0]) for r in rows)
     print(f"\n## {title}")
     print(f"{'measure':<{width}}  {'result':<34}  chance")
@@ -252,16 +216,31 @@ def print_table(title: str, rows: Sequence[tuple[str, str, str]]) -> None:
         print(f"{name:<{width}}  {figures:<34}  {chance}")
 
 
+def run_default(args: argparse.Namespace) -> None:
+    """The shipped recipe (:func:`training.clip.default.fit_default`): one fit on shapes + emoji, both tested."""
+    start = time.perf_counter()
+    model, notes = fit_default(training_sets(args.shapes_n, args.seed), lite_size=args.default_size,
+                               fit_steps=args.default_steps, seed=args.seed)
+    note = (f"shapes + emoji train, {args.default_size} px, {args.default_steps} fit steps, features "
+            f"{notes['features_s']:.0f} s, fit {notes['fit_s']:.0f} s")
+    for test in test_sets(args.shapes_n, args.seed):
+        rows = evaluate(model, test)
+        print_table(f"{test.name} · default · {note} · total {time.perf_counter() - start:.0f} s", rows)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="shapes,emoji", help="comma-separated: shapes, emoji")
-    parser.add_argument("--runs", default="own,lit,locked,locked+", help="comma-separated: own, lit, locked, locked+")
+    parser.add_argument("--runs", default="own,lit,locked,locked+",
+                        help="comma-separated: own, lit, locked, locked+, default (the shipped recipe, both sets)")
     parser.add_argument("--steps", type=int, default=300, help="steps of the from-scratch runs")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--image-arch", default="resnet_narrow", help="image network of the from-scratch runs")
     parser.add_argument("--scratch-size", type=int, default=32, help="image size of the from-scratch runs")
     parser.add_argument("--lite-size", type=int, default=224, help="EfficientNet-Lite0 input size")
+    parser.add_argument("--default-size", type=int, default=224, help="default run: EfficientNet-Lite0 input size")
+    parser.add_argument("--default-steps", type=int, default=300, help="default run: projection fit steps")
     parser.add_argument("--views", type=int, default=1, help="locked+: image views per image (view 0 uncropped)")
     parser.add_argument("--crop-scale", type=float, default=1.0, help="from-scratch runs: smallest crop area")
     parser.add_argument("--fit-steps", type=lambda v: [int(x) for x in v.split(",")], default=[75, 150, 300, 600],
@@ -273,7 +252,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
-    for data in args.data.split(","):
+    runs = args.runs.split(",")
+    if "default" in runs:
+        run_default(args)
+        runs.remove("default")
+    for data in args.data.split(",") if runs else []:
         if data == "shapes":
             size = max(args.scratch_size, 32)
             train = load_dataset("shapes", "train", n=args.shapes_n, image_size=size, seed=args.seed)
@@ -281,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         else:
             train = load_dataset("emoji", "train", image_size=112, seed=args.seed)
             test = load_dataset("emoji", "heldout", image_size=112, seed=args.seed)
-        for run in args.runs.split(","):
+        for run in runs:
             start = time.perf_counter()
             if run in ("own", "lit"):
                 model, note = run_scratch(train, "transformer" if run == "own" else "minilm", args)

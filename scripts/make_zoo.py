@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import logging
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -42,6 +44,7 @@ class ZooModel:
     recipe: Path | None = None
     command: str | None = None
     inputs: tuple[Path, ...] = field(default_factory=tuple)
+    beat_pixels: str | None = None  # a metric (knn_top1 or linear_top1) that must beat raw pixels to ship
 
     @property
     def source(self) -> str:
@@ -65,13 +68,14 @@ def read_models(path: Path) -> list[ZooModel]:
     raw = yaml.safe_load(path.read_text()) or {}
     models = []
     for item in raw.get("models") or []:
-        unknown = set(item) - {"name", "recipe", "command", "inputs"}
+        unknown = set(item) - {"name", "recipe", "command", "inputs", "beat_pixels"}
         if unknown or "name" not in item or ("recipe" in item) == ("command" in item):
             raise SystemExit(f"{path}: each model needs a name and exactly one of recipe/command "
                              f"(got {sorted(item)})")
         models.append(ZooModel(
             name=str(item["name"]), recipe=REPO / item["recipe"] if "recipe" in item else None,
-            command=item.get("command"), inputs=tuple(REPO / p for p in item.get("inputs") or [])))
+            command=item.get("command"), inputs=tuple(REPO / p for p in item.get("inputs") or []),
+            beat_pixels=item.get("beat_pixels")))
     return models
 
 
@@ -106,6 +110,67 @@ def run_logged(args: Sequence[str], logfile: Path, env: dict[str, str]) -> None:
         raise SystemExit(f"`{shlex.join(args)}` failed with exit code {code}: see {logfile}")
 
 
+def resumable(recipe_path: Path, out: Path, logfile: Path) -> bool:
+    """Whether ``out`` holds a run of this recipe to resume (a killed ``make zoo`` goes on where it stopped).
+
+    A run of another recipe is moved aside (``out.old-N``), not deleted, and training starts afresh.
+    """
+    from training.config import load_recipe
+    from training.run import RECIPE_FILE, resume_conflicts, saved_recipe
+
+    if not (out / RECIPE_FILE).is_file():
+        return False
+    conflicts = resume_conflicts(load_recipe(recipe_path), saved_recipe(out))
+    if not conflicts:
+        return True
+    aside = next(out.with_name(f"{out.name}.old-{i}") for i in range(1, 10_000)
+                 if not out.with_name(f"{out.name}.old-{i}").exists())
+    out.rename(aside)
+    with open(logfile, "a") as handle:
+        handle.write(f"{out} was a run of another recipe ({', '.join(conflicts)} differ): moved to {aside}\n")
+    return False
+
+
+def pixel_baseline(dataset: str, split: str, metric: str, runs: Path) -> float:
+    """Raw pixels' figure for ``metric`` on the dataset (the bar a shipped encoder must clear), cached in RUNS."""
+    cache = runs / "pixel_baselines.json"
+    known = json.loads(cache.read_text()) if cache.is_file() else {}
+    key = f"{dataset}/{split}/{metric}"
+    if key not in known:
+        from training.config import EvalConfig
+        from training.evaluate import evaluate_features, pixel_features
+        from zoo.data import load_dataset
+
+        config = EvalConfig(linear_probe=metric == "linear_top1", few_shot=(), alignment=False)
+        figures = evaluate_features(pixel_features, load_dataset(dataset, "train"), load_dataset(dataset, split),
+                                    config)
+        known[key] = figures[metric]["value"]
+        cache.write_text(json.dumps(known, indent=2))
+    return float(known[key])
+
+
+def pixel_gate(model: ZooModel, registry: Any, runs: Path) -> str | None:
+    """Why the trained model must not ship (it does not beat raw pixels on its metric), or None."""
+    if not model.beat_pixels:
+        return None
+    figure = registry.resolve(model.source).read_config().metrics.get(model.beat_pixels) or {}
+    if "value" not in figure:
+        return f"{model.name}: not shipped: the trained entry records no {model.beat_pixels}"
+    bar = pixel_baseline(figure["dataset"], figure["split"], model.beat_pixels, runs)
+    if figure["value"] > bar:
+        log.info("%s: %s %.4f beats raw pixels' %.4f", model.name, model.beat_pixels, figure["value"], bar)
+        return None
+    return (f"{model.name}: NOT SHIPPED: {model.beat_pixels} {figure['value']:.4f} does not beat raw pixels' "
+            f"{bar:.4f} on {figure['dataset']}/{figure['split']}")
+
+
+def _unship(root: Path, name: str) -> None:
+    """Remove a shipped model that its current recipe no longer produces."""
+    folder = root / "models" / name
+    if folder.is_dir():
+        shutil.rmtree(folder)
+
+
 def build_one(model: ZooModel, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
     """Train, export and ship one model; returns what the summary shows."""
     from zoo import Registry
@@ -120,14 +185,22 @@ def build_one(model: ZooModel, args: argparse.Namespace, env: dict[str, str]) ->
         registry.delete(model.source)  # a fresh scratch entry: versions from older runs must not be shipped
     start = time.perf_counter()
     if model.recipe is not None:
-        run_logged([sslzoo, "train", "--recipe", str(model.recipe), "--name", model.source,
-                    "--out", str(args.runs / "train" / model.name), "--no-progress"], logfile, env)
+        out = args.runs / "train" / model.name
+        command = [sslzoo, "train", "--recipe", str(model.recipe), "--name", model.source, "--out", str(out),
+                   "--no-progress"]
+        run_logged(command + (["--resume"] if resumable(model.recipe, out, logfile) else []), logfile, env)
     else:
         command = shlex.split((model.command or "").format(source=model.source))
         if command and command[0] == "python":
             command[0] = sys.executable
         run_logged(command, logfile, env)
     trained = time.perf_counter() - start
+    verdict = pixel_gate(model, registry, args.runs)
+    if verdict is not None:
+        with open(logfile, "a") as handle:
+            handle.write(verdict + "\n")
+        _unship(args.root, model.name)
+        return {"name": model.name, "seconds": time.perf_counter() - start, "summary": verdict}
     run_logged([sslzoo, "export", model.source, "--no-int8"], logfile, env)
     provenance = {"recipe": _shown(model.recipe) if model.recipe else None,
                   "command": model.command, "sha256": model.sha256(), "train_seconds": round(trained, 1),

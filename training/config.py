@@ -96,6 +96,9 @@ class ModelSpec:
     pooling: str | None = None
     embed_dim: int | None = None
     arch_args: dict[str, Any] = field(default_factory=dict)
+    # The pooling the *saved* encoder reads its trained backbone out with, when it is not the training one
+    # (``flatten``: the whole final map). Pooling has no weights, so this changes no step of training.
+    readout: str | None = None
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ def check_two_views(method: nn.Module, name: str, sample_uint8: np.ndarray) -> N
     views = getattr(method, "views", None)
     count = 0
     if callable(views):
-        sample = torch.from_numpy(np.ascontiguousarray(sample_uint8[:2])).permute(0, 3, 1, 2).contiguous()
+        sample = torch.from_numpy(np.array(sample_uint8[:2])).permute(0, 3, 1, 2).contiguous()
         count = len(views(sample, torch.Generator().manual_seed(0)))
     if count < 2:
         what = f"makes {count} view per image" if callable(views) else "has no 'views'"

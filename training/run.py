@@ -11,7 +11,7 @@ import inspect
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from training.probe import ProbeRecorder, check_two_views, pick_probe, probe_pat
 from training.registry import get_method
 from training.trainer import METRICS_FILE, Callback, Trainer, TrainResult, check_batch_size
 from zoo.data import ImageDataset, load_dataset
-from zoo.encoders import ImageEncoder, build_encoder
+from zoo.encoders import ImageEncoder, build_encoder, with_pooling
 from zoo.errors import ConfigError, DataError
 from zoo.registry import Entry
 
@@ -126,17 +126,34 @@ def prepare_run_dir(recipe: Recipe, run_dir: Path, resume: bool, is_main: bool) 
     if not resume and existing:
         raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out")
     if resume and existing:
-        saved = from_mapping(Recipe, yaml.safe_load(path.read_text()), where=str(path))
+        saved = saved_recipe(run_dir)
         mine, theirs = recipe.to_dict(), saved.to_dict()
-        changed = _changed_keys(mine, theirs)
+        changed = resume_conflicts(recipe, saved)
         if changed:
             raise ConfigError(f"--resume with a different recipe than {path}: {', '.join(changed)} differ; "
                               "resume with the same options (or none: the saved recipe is used)")
-        return saved
+        if mine["model"].get("readout") != theirs["model"].get("readout") and is_main:
+            path.write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+        return replace(saved, model=replace(saved.model, readout=recipe.model.readout))
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
     return recipe
+
+
+def saved_recipe(run_dir: Path) -> Recipe:
+    """The recipe a run folder was started with."""
+    path = run_dir / RECIPE_FILE
+    return from_mapping(Recipe, yaml.safe_load(path.read_text()), where=str(path))
+
+
+def resume_conflicts(recipe: Recipe, saved: Recipe) -> list[str]:
+    """The recipe keys that differ from a run's saved recipe and forbid resuming it (empty: it may resume)."""
+    return [key for key in _changed_keys(recipe.to_dict(), saved.to_dict()) if key not in AFTER_TRAINING_KEYS]
+
+
+# Recipe keys that only act once training is over: a finished or killed run may resume with new ones.
+AFTER_TRAINING_KEYS = ("model.readout",)
 
 
 def _changed_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
@@ -206,6 +223,8 @@ def finish_run(recipe: Recipe, run_dir: Path, method: nn.Module, result: TrainRe
     """Evaluate the encoder, draw the figures, and save the entry (when ``name`` is given)."""
     encoder: ImageEncoder = method.encoder().cpu().eval()  # type: ignore[operator]
     encoder.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    if recipe.model.readout:
+        encoder = with_pooling(encoder, recipe.model.readout).eval()
     fit, test = load_eval_data(recipe, train)
     metrics = evaluate_encoder(encoder, fit, test, recipe.eval, recipe.train.seed) if recipe.eval.enabled else {}
     (run_dir / "eval.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))

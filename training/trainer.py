@@ -306,11 +306,32 @@ class Trainer:
                     log.info("time budget of %.0f s reached at step %d of %d", cfg.max_time_s, step, self.total_steps)
                     break
         self._checkpoint(step)
-        seconds = clock.elapsed()
+        prior_seconds, prior_loss = _earlier_sessions(self.run_dir / METRICS_FILE, start)
+        seconds = prior_seconds + clock.elapsed()  # the whole run's training time, across resumes
         return TrainResult(steps=step, total_steps=self.total_steps,
                            epochs=step * cfg.accum_steps / len(self.loader), images_seen=step * self.images_per_step,
-                           seconds=seconds, img_per_s=(step - start) * self.images_per_step / max(seconds, 1e-9),
-                           final_loss=clock.loss, stopped_early=stopped)
+                           seconds=seconds, img_per_s=step * self.images_per_step / max(seconds, 1e-9),
+                           final_loss=prior_loss if step == start and prior_loss is not None else clock.loss,
+                           stopped_early=stopped)
+
+
+def _earlier_sessions(metrics_file: Path, start: int) -> tuple[float, float | None]:
+    """Training seconds logged before ``start`` (each session's clock starts at 0) and the last loss logged.
+
+    A run resumed at its last step trains no step in the new session; its result is still the run's.
+    """
+    if start == 0 or not metrics_file.is_file():
+        return 0.0, None
+    seconds, session, loss = 0.0, 0.0, None
+    for line in metrics_file.read_text().splitlines():
+        row = json.loads(line)
+        if row.get("step", 0) > start:
+            break
+        elapsed = float(row.get("elapsed_s", 0.0))
+        if elapsed < session:  # a new session began
+            seconds += session
+        session, loss = elapsed, row.get("loss", loss)
+    return seconds + session, loss
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Any
 from zoo.errors import ConfigError
 
 CONFIG_VERSION = 1
-POOLINGS = ("cls", "mean", "avg")
+POOLINGS = ("cls", "mean", "avg", "flatten")
 METRICS = ("cosine", "dot")
 
 

@@ -24,8 +24,8 @@ from zoo.errors import ConfigError
 from zoo.preprocess import preprocess_batch, preprocess_uint8
 
 # How each pooling in the contract is asked of timm. ViTs pool with ``global_pool='token'|'avg'``,
-# CNNs with ``global_pool='avg'``.
-_TIMM_POOL = {"cls": "token", "mean": "avg", "avg": "avg"}
+# CNNs with ``global_pool='avg'``; ``flatten`` asks for no pooling and installs :class:`FlattenMap`.
+_TIMM_POOL = {"cls": "token", "mean": "avg", "avg": "avg", "flatten": ""}
 _TRANSFORMER_PREFIXES = ("vit", "deit", "eva")
 EMBED_BATCH = 64
 
@@ -34,14 +34,52 @@ def _is_transformer(model: nn.Module) -> bool:
     return hasattr(model, "patch_embed") and hasattr(model, "blocks")
 
 
+class FlattenMap(nn.Module):
+    """The ``flatten`` pooling: a CNN's whole final feature map as one vector (``C·H·W``, channel-major).
+
+    Global average pooling throws away *where* a feature fired. On aligned images (garments, digits)
+    where it fired is much of the class, which is why raw pixels are a strong k-NN baseline there; the
+    flattened map keeps it. It has no parameters, so the backbone's ``state_dict`` stays timm's own.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[B, C, H, W]`` → ``[B, C·H·W]``."""
+        return x.flatten(1)
+
+
+def install_pooling(backbone: nn.Module, pooling: str) -> nn.Module:
+    """Put :class:`FlattenMap` in place of a CNN's (empty) global pool for ``flatten``; else leave it be."""
+    if pooling != "flatten":
+        return backbone
+    if _is_transformer(backbone) or not isinstance(getattr(backbone, "global_pool", None), nn.Module):
+        raise ConfigError(f"pooling 'flatten' needs a CNN with a timm 'global_pool' ({type(backbone).__name__} "
+                          "has none); use 'avg', or 'cls'/'mean' for a ViT")
+    backbone.global_pool = FlattenMap()
+    return backbone
+
+
+def _output_width(backbone: nn.Module, pooling: str, preprocess: PreprocessConfig) -> int:
+    """Width of the backbone's vectors: timm's for pooled outputs, measured once for a flattened map."""
+    if pooling != "flatten":
+        return timm_width(backbone)
+    was_training = backbone.training
+    backbone.eval()
+    with torch.no_grad():
+        width = int(backbone(torch.zeros(1, *preprocess.input_size)).shape[1])
+    backbone.train(was_training)
+    return width
+
+
 class ImageEncoder(nn.Module):
     """An image tower whose ``forward`` returns embeddings under its config's contract."""
 
     def __init__(self, config: EncoderConfig, backbone: nn.Module | None = None) -> None:
         super().__init__()
         self.config = config
-        self.backbone: nn.Module = backbone if backbone is not None else create_timm(config.arch, config.arch_args)
-        width = timm_width(self.backbone)
+        if backbone is None:
+            backbone = install_pooling(create_timm(config.arch, config.arch_args), config.pooling)
+        self.backbone: nn.Module = backbone
+        width = _output_width(self.backbone, config.pooling, config.preprocess)
         if config.embed_dim != width:
             raise ConfigError(f"config says embed_dim={config.embed_dim} but {config.arch} gives {width}")
 
@@ -158,7 +196,8 @@ def build_encoder(
         arch: A preset name (``vit_tiny``, ``resnet_narrow``, ...) or a timm architecture name.
         img_size: Input resolution; given to ViTs, and recorded in the preprocessing for all.
         in_chans: 1 for grey images, 3 for colour.
-        pooling: ``cls`` or ``mean`` for ViTs, ``avg`` for CNNs; the preset's choice by default.
+        pooling: ``cls`` or ``mean`` for ViTs, ``avg`` or ``flatten`` (the whole final map) for CNNs; the
+            preset's choice by default.
         embed_dim: Adds a linear projection to this width (timm's head); the backbone's width if None.
         normalize: Whether vectors are L2-normalised (metric ``cosine``) or not (``dot``).
         preprocess: Overrides the default preprocessing (0.5 mean/std, no crop).
@@ -176,18 +215,35 @@ def build_encoder(
     if img_size is not None and (arch.startswith(_TRANSFORMER_PREFIXES) or "img_size" in args):
         args["img_size"] = img_size
     args["global_pool"] = _TIMM_POOL.get(pooling, pooling)
-    backbone = create_timm(arch, args)
+    backbone = install_pooling(create_timm(arch, args), pooling)
     if pooling == "cls" and not _is_transformer(backbone):
         raise ConfigError(f"pooling 'cls' needs a transformer; {arch} is not one (use 'avg')")
     size = img_size or int(args.get("img_size", 224))
+    preprocess = preprocess or default_preprocess(size, in_chans)
     config = EncoderConfig(
         arch=arch,
         arch_args=args,
-        embed_dim=timm_width(backbone),
+        embed_dim=_output_width(backbone, pooling, preprocess),
         pooling=pooling,
         normalize=normalize,
         metric="cosine" if normalize else "dot",
-        preprocess=preprocess or default_preprocess(size, in_chans),
+        preprocess=preprocess,
         method=method,
     )
     return ImageEncoder(config, backbone)
+
+
+def with_pooling(encoder: ImageEncoder, pooling: str) -> ImageEncoder:
+    """The same trained backbone read out with another pooling (e.g. ``flatten`` after training with ``avg``).
+
+    Pooling has no parameters, so the weights carry over unchanged; the contract records the new
+    pooling and width, and the embedding space changes with it (the config is part of it).
+    """
+    if pooling == encoder.config.pooling:
+        return encoder
+    args = {**encoder.config.arch_args, "global_pool": _TIMM_POOL.get(pooling, pooling)}
+    backbone = install_pooling(create_timm(encoder.config.arch, args), pooling)
+    load_strict(backbone, encoder.backbone.state_dict(), "the trained backbone")
+    config = encoder.config.replace(arch_args=args, pooling=pooling,
+                                    embed_dim=_output_width(backbone, pooling, encoder.config.preprocess))
+    return ImageEncoder(config, backbone).train(encoder.training)

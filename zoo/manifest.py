@@ -42,6 +42,21 @@ def embedding_space_id(file_hashes: dict[str, str], external: dict[str, str] | N
     return "es-" + hashlib.sha256(joined.encode()).hexdigest()[:16]
 
 
+def readout_tag(folder: Path) -> dict[str, str]:
+    """``{"pooling": "flatten"}`` when the entry reads its weights out that way, else nothing.
+
+    Pooling has no weights, so the same weights read out with ``avg`` and with ``flatten`` give two
+    different spaces that the weight hashes alone would not tell apart. Other poolings keep the ids
+    they always had.
+    """
+    path = folder / "config.json"
+    try:
+        pooling = json.loads(path.read_text()).get("pooling") if path.is_file() else None
+    except ValueError:
+        return {}
+    return {"pooling": "flatten"} if pooling == "flatten" else {}
+
+
 def external_hashes(folder: Path) -> dict[str, str]:
     """``target#package/file`` → sha256 of the package files ``config.json`` says the entry references."""
     path = folder / "config.json"
@@ -61,7 +76,8 @@ def build_manifest(folder: Path) -> dict[str, Any]:
         files[path.relative_to(folder).as_posix()] = {"sha256": sha256_file(path), "size": path.stat().st_size}
     hashes = {name: info["sha256"] for name, info in files.items()}
     external = external_hashes(folder)
-    manifest: dict[str, Any] = {"format": 1, "files": files, "embedding_space": embedding_space_id(hashes, external)}
+    space = embedding_space_id(hashes, {**external, **readout_tag(folder)})
+    manifest: dict[str, Any] = {"format": 1, "files": files, "embedding_space": space}
     if external:
         manifest["external"] = external
     return manifest

@@ -11,7 +11,8 @@ texts (``"caption"``), equal dataset labels (``"label"``), or none (plain CLIP).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,6 +21,7 @@ from tokenizers import Tokenizer
 from torch import Tensor
 
 from zoo.data import ImageDataset
+from zoo.data.emoji_catalog import describe
 from zoo.errors import DataError
 from zoo.text import tokenize_texts
 
@@ -112,3 +114,60 @@ def build_caption_table(dataset: ImageDataset, tokenizer: Tokenizer, context_len
             "captions_filling_context": full}
     return CaptionTable(torch.from_numpy(ids), torch.from_numpy(mask), offsets,
                         torch.as_tensor(keys, dtype=torch.int64), texts, info)
+
+
+def _words(label: str) -> str:
+    """``"face-smiling"`` → ``"face smiling"``, ``"Smileys & Emotion"`` → ``"smileys emotion"``."""
+    return re.sub(r"[^a-z0-9]+", " ", label.lower()).strip()
+
+
+def emoji_phrasings(meta: Mapping[str, str], captions: Sequence[str] = (), *, subgroup: bool = False) -> list[str]:
+    """More captions for one emoji, from its own catalogue fields (``zoo.data.emoji`` meta).
+
+    The dataset's captions name the exact emoji ("a man cook with dark skin tone"); zero-shot prompts
+    name a concept ("an emoji of a man cook"). Adding the concept bare and in the prompts' wording
+    lets the fit learn the concept's phrasing, not only the skin-tone variant's. ``subgroup`` adds the
+    group and subgroup ("a man cook, an emoji of the person role kind"), which names the kind of
+    picture; in ``benchmarks/clip_quality.py`` it did not raise validation zero-shot, so it is off.
+    """
+    concept = describe(meta["concept"], [])
+    out = [*captions, concept, f"an emoji of {concept}", f"a picture of {concept}", meta["name"]]
+    if subgroup:
+        kind, group = _words(meta["subgroup"]), _words(meta["group"])
+        out += [f"{concept}, an emoji of the {kind} kind", f"a {group} emoji of {concept}"]
+    return list(dict.fromkeys(c for c in out if c.strip()))
+
+
+def richer_captions(dataset: ImageDataset, *, subgroup: bool = False) -> list[list[str]]:
+    """Every image's captions plus :func:`emoji_phrasings` for ``emoji``; other datasets unchanged."""
+    lists = caption_lists(dataset)
+    if dataset.name != "emoji" or dataset.meta is None:
+        return lists
+    return [emoji_phrasings(meta, captions, subgroup=subgroup) for meta, captions in zip(dataset.meta, lists,
+                                                                                         strict=True)]
+
+
+def concat_tables(tables: Sequence[CaptionTable]) -> CaptionTable:
+    """One table over the images of several datasets, in order; positive keys kept apart per table.
+
+    Keys of different tables must never collide (a shapes caption and an emoji concept with the same
+    integer would become positives of each other): non-negative keys are shifted past the previous
+    tables' keys, unique (negative) keys by the previous tables' caption rows.
+    """
+    if not tables:
+        raise DataError("concat_tables needs at least one table")
+    if len({t.ids.shape[1] for t in tables}) != 1:
+        raise DataError("caption tables of different context lengths cannot be joined")
+    keys, offsets, key_base, row_base = [], [torch.zeros(1, dtype=torch.int64)], 0, 0
+    for table in tables:
+        shifted = torch.where(table.keys >= 0, table.keys + key_base, table.keys - row_base)
+        keys.append(shifted)
+        offsets.append(table.offsets[1:] + row_base)
+        key_base += int(table.keys.max().clamp(min=-1)) + 1
+        row_base += len(table.ids)
+    info: dict[str, int] = {}
+    for table in tables:
+        for name, value in table.info.items():
+            info[name] = info.get(name, 0) + value
+    return CaptionTable(torch.cat([t.ids for t in tables]), torch.cat([t.mask for t in tables]), torch.cat(offsets),
+                        torch.cat(keys), [text for t in tables for text in t.texts], info)
