@@ -11,6 +11,8 @@ Calibration and evaluation are not counted in the budget. Evaluation is the regi
 (k=20, T=0.07, cosine) and a logistic-regression probe on standardised features, fitted on the train split
 and scored on the test split, plus alignment/uniformity (Wang & Isola) and effective rank on the test
 split. The same figures are printed for a randomly initialised encoder of each backbone and for raw pixels.
+For CNN backbones the last column is the k-NN of the same weights read out as the whole final feature map
+(``flatten``) instead of its global average: on aligned images it keeps where features fired.
 Prints a markdown table and writes ``OUT/results.json``.
 """
 
@@ -32,6 +34,7 @@ import torch
 from training.config import EvalConfig, Recipe, apply_overrides, load_recipe
 from training.evaluate import evaluate_encoder, evaluate_features, pixel_features
 from training.run import build_run_encoder, load_eval_data, load_training_data, train_method
+from zoo.encoders import ImageEncoder, with_pooling
 
 RECIPES = Path(__file__).resolve().parents[1] / "training" / "recipes"
 METHODS = ("simclr", "mocov3", "byol", "simsiam", "dino", "mae", "ijepa")
@@ -65,7 +68,19 @@ def train_one(method: str, args: argparse.Namespace, data: Any) -> dict[str, Any
     metrics = evaluate_encoder(encoder, *args.eval_data, args.eval_config, args.seed)
     return {"method": method, "backbone": backbone_label(recipe), "steps": result.steps, "epochs": result.epochs,
             "img_s": result.img_per_s, "train_s": result.seconds, "calibrated_s_per_step": per_step,
-            "recipe": recipe.to_dict(), **_figures(metrics)}
+            "recipe": recipe.to_dict(), **_figures(metrics), **map_knn(encoder, args)}
+
+
+def map_knn(encoder: ImageEncoder, args: argparse.Namespace) -> dict[str, float]:
+    """k-NN with the whole final map as the vector (``flatten``), for CNNs: what global pooling threw away.
+
+    The shipped SimCLR and DINO read their backbones out this way (``model.readout: flatten``).
+    """
+    if encoder.config.pooling != "avg":
+        return {}
+    flat = with_pooling(encoder, "flatten").eval()
+    config = replace(args.eval_config, linear_probe=False, alignment=False)
+    return {"knn_map": evaluate_encoder(flat, *args.eval_data, config, args.seed)["knn_top1"]["value"]}
 
 
 def backbone_label(recipe: Recipe) -> str:
@@ -82,7 +97,7 @@ def baseline_rows(archs: dict[str, Recipe], args: argparse.Namespace, data: Any)
         torch.manual_seed(args.seed)
         encoder = build_run_encoder(recipe, data).eval()
         metrics = evaluate_encoder(encoder, *args.eval_data, args.eval_config, args.seed)
-        rows.append({"method": "random init", "backbone": arch, **_figures(metrics)})
+        rows.append({"method": "random init", "backbone": arch, **_figures(metrics), **map_knn(encoder, args)})
     metrics = evaluate_features(pixel_features, *args.eval_data, args.eval_config, args.seed)
     rows.append({"method": "raw pixels", "backbone": "-", **_figures(metrics)})
     return rows
@@ -101,12 +116,12 @@ def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
 def table(rows: list[dict[str, Any]]) -> str:
     """The rows as a markdown table."""
     head = ("| method | backbone | steps | epochs | img/s | k-NN top-1 | linear top-1 | alignment | uniformity "
-            "| eff. rank |")
-    lines = [head, "|" + "---|" * 10]
+            "| eff. rank | k-NN, whole map |")
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
         cells = [_cell(r, k, f) for k, f in (("steps", "d"), ("epochs", ".2f"), ("img_s", ".0f"), ("knn", ".4f"),
                                              ("linear", ".4f"), ("alignment", ".3f"), ("uniformity", ".3f"),
-                                             ("erank", ".1f"))]
+                                             ("erank", ".1f"), ("knn_map", ".4f"))]
         lines.append(f"| {r['method']} | {r['backbone']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -45,6 +45,7 @@ class ZooModel:
     command: str | None = None
     inputs: tuple[Path, ...] = field(default_factory=tuple)
     beat_pixels: str | None = None  # a metric (knn_top1 or linear_top1) that must beat raw pixels to ship
+    animate: tuple[Path, ...] = ()  # where the run's probe animation (`sslzoo plot animate`) is copied
 
     @property
     def source(self) -> str:
@@ -68,14 +69,14 @@ def read_models(path: Path) -> list[ZooModel]:
     raw = yaml.safe_load(path.read_text()) or {}
     models = []
     for item in raw.get("models") or []:
-        unknown = set(item) - {"name", "recipe", "command", "inputs", "beat_pixels"}
+        unknown = set(item) - {"name", "recipe", "command", "inputs", "beat_pixels", "animate"}
         if unknown or "name" not in item or ("recipe" in item) == ("command" in item):
             raise SystemExit(f"{path}: each model needs a name and exactly one of recipe/command "
                              f"(got {sorted(item)})")
         models.append(ZooModel(
             name=str(item["name"]), recipe=REPO / item["recipe"] if "recipe" in item else None,
             command=item.get("command"), inputs=tuple(REPO / p for p in item.get("inputs") or []),
-            beat_pixels=item.get("beat_pixels")))
+            beat_pixels=item.get("beat_pixels"), animate=tuple(REPO / p for p in item.get("animate") or [])))
     return models
 
 
@@ -177,7 +178,8 @@ def build_one(model: ZooModel, args: argparse.Namespace, env: dict[str, str]) ->
     from zoo.ship import ship_entry
 
     logfile = args.runs / f"{model.name}.log"
-    logfile.write_text(f"make zoo: {model.name} (sha256 {model.sha256()})\n")
+    sha = model.sha256()  # taken before training: an edit of the recipe meanwhile must not pass as shipped
+    logfile.write_text(f"make zoo: {model.name} (sha256 {sha})\n")
     bin_dir = Path(sys.executable).parent
     sslzoo = str(bin_dir / "sslzoo")
     registry = Registry(args.home, readonly_roots=(args.root,))
@@ -189,6 +191,10 @@ def build_one(model: ZooModel, args: argparse.Namespace, env: dict[str, str]) ->
         command = [sslzoo, "train", "--recipe", str(model.recipe), "--name", model.source, "--out", str(out),
                    "--no-progress"]
         run_logged(command + (["--resume"] if resumable(model.recipe, out, logfile) else []), logfile, env)
+        if model.animate:
+            run_logged([sslzoo, "plot", "animate", str(out), "--out", str(model.animate[0])], logfile, env)
+            for copy in model.animate[1:]:
+                shutil.copyfile(model.animate[0], copy)
     else:
         command = shlex.split((model.command or "").format(source=model.source))
         if command and command[0] == "python":
@@ -203,7 +209,7 @@ def build_one(model: ZooModel, args: argparse.Namespace, env: dict[str, str]) ->
         return {"name": model.name, "seconds": time.perf_counter() - start, "summary": verdict}
     run_logged([sslzoo, "export", model.source, "--no-int8"], logfile, env)
     provenance = {"recipe": _shown(model.recipe) if model.recipe else None,
-                  "command": model.command, "sha256": model.sha256(), "train_seconds": round(trained, 1),
+                  "command": model.command, "sha256": sha, "train_seconds": round(trained, 1),
                   "made_by": "make zoo"}
     result = ship_entry(model.source, model.name, root=args.root, registry=registry, provenance=provenance,
                         budget_mb=args.budget_mb)
