@@ -38,5 +38,6 @@ def test_readme_examples_run_in_order(sslzoo_home: Path, tmp_path: Path):
     path = tmp_path / "readme_examples.py"
     path.write_text(script)
     result = subprocess.run([sys.executable, str(path)], check=False, capture_output=True, text=True, cwd=README.parent,
-                            env={**os.environ, "SSLZOO_HOME": str(sslzoo_home)}, timeout=600)
+                            env={**os.environ, "SSLZOO_HOME": str(sslzoo_home), "SSLZOO_BUILTIN": "1"},
+                            timeout=600)  # as a user has it: the shipped models beside an empty home
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]

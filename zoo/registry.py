@@ -47,6 +47,11 @@ def builtin_root() -> Path:
     return Path(__file__).resolve().parent / "builtin"
 
 
+def default_readonly_roots() -> tuple[Path, ...]:
+    """The shipped models' root, unless ``$SSLZOO_BUILTIN=0`` hides it (a registry of only your own models)."""
+    return () if os.environ.get("SSLZOO_BUILTIN", "1") == "0" else (builtin_root(),)
+
+
 @dataclass(frozen=True)
 class Entry:
     """One version of one model, or a plain folder loaded by path (``name`` is then the folder)."""
@@ -120,7 +125,7 @@ class Registry:
 
     def __init__(self, home: Path | None = None, readonly_roots: tuple[Path, ...] | None = None) -> None:
         self.home = (home or sslzoo_home()).expanduser()
-        self.readonly_roots = readonly_roots if readonly_roots is not None else (builtin_root(),)
+        self.readonly_roots = readonly_roots if readonly_roots is not None else default_readonly_roots()
 
     # -- reading -----------------------------------------------------------------------------------
     def _model_dirs(self, name: str) -> list[tuple[Path, bool]]:

@@ -193,6 +193,7 @@ def test_list_shows_key_figures_and_the_builtin_tag(shipped_tiny, tmp_path, monk
     from zoo.cli import main
 
     monkeypatch.setattr("zoo.registry.builtin_root", lambda: tmp_path / "root")
+    monkeypatch.setenv("SSLZOO_BUILTIN", "1")  # the conftest hides the built-in root; this test shows one
     assert main(["list"]) == 0
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("tiny-zoo@1"))
     assert "(built-in)" in line and "50.0" in line  # knn_top1 0.5 recorded by the tiny entry
