@@ -175,17 +175,21 @@ def _unship(root: Path, name: str) -> None:
 def build_one(model: ZooModel, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
     """Train, export and ship one model; returns what the summary shows."""
     from zoo import Registry
-    from zoo.ship import ship_entry
 
     logfile = args.runs / f"{model.name}.log"
     sha = model.sha256()  # taken before training: an edit of the recipe meanwhile must not pass as shipped
-    logfile.write_text(f"make zoo: {model.name} (sha256 {sha})\n")
+    with open(logfile, "a" if args.ship_only else "w") as handle:
+        handle.write(f"make zoo: {model.name} (sha256 {sha}){' --ship-only' if args.ship_only else ''}\n")
     bin_dir = Path(sys.executable).parent
     sslzoo = str(bin_dir / "sslzoo")
     registry = Registry(args.home, readonly_roots=(args.root,))
+    start = time.perf_counter()
+    if args.ship_only:
+        if model.source not in registry.names():
+            raise SystemExit(f"--ship-only: {args.home} holds no trained {model.source}; run without it")
+        return ship_one(model, args, registry, sha, logfile, trained=None, start=start)
     if model.source in registry.names():
         registry.delete(model.source)  # a fresh scratch entry: versions from older runs must not be shipped
-    start = time.perf_counter()
     if model.recipe is not None:
         out = args.runs / "train" / model.name
         command = [sslzoo, "train", "--recipe", str(model.recipe), "--name", model.source, "--out", str(out),
@@ -208,9 +212,17 @@ def build_one(model: ZooModel, args: argparse.Namespace, env: dict[str, str]) ->
         _unship(args.root, model.name)
         return {"name": model.name, "seconds": time.perf_counter() - start, "summary": verdict}
     run_logged([sslzoo, "export", model.source, "--no-int8"], logfile, env)
+    return ship_one(model, args, registry, sha, logfile, trained=trained, start=start)
+
+
+def ship_one(model: ZooModel, args: argparse.Namespace, registry: Any, sha: str, logfile: Path,
+             trained: float | None, start: float) -> dict[str, Any]:
+    """Ship the trained and exported scratch entry; ``trained`` is None when this run did not train it."""
+    from zoo.ship import ship_entry
+
     provenance = {"recipe": _shown(model.recipe) if model.recipe else None,
-                  "command": model.command, "sha256": sha, "train_seconds": round(trained, 1),
-                  "made_by": "make zoo"}
+                  "command": model.command, "sha256": sha,
+                  "train_seconds": round(trained, 1) if trained is not None else None, "made_by": "make zoo"}
     result = ship_entry(model.source, model.name, root=args.root, registry=registry, provenance=provenance,
                         budget_mb=args.budget_mb)
     with open(logfile, "a") as handle:
@@ -224,6 +236,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", type=Path, default=REPO / "training" / "recipes" / "zoo.yaml")
     parser.add_argument("--only", action="append", default=[], metavar="NAME", help="build only these (repeatable)")
     parser.add_argument("--force", action="store_true", help="rebuild even if the shipped sha256 matches")
+    parser.add_argument("--ship-only", action="store_true",
+                        help="ship what an earlier run trained and exported into the scratch home "
+                             "(after a failed ship)")
     parser.add_argument("--root", type=Path, default=REPO / "zoo" / "builtin", help="built-in root to ship into")
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "zoo", help="logs and training runs")
     parser.add_argument("--home", type=Path, help="scratch SSLZOO_HOME (default: RUNS/home)")

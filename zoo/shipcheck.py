@@ -15,6 +15,7 @@ Only numpy and onnxruntime here; torch is imported by the functions that need it
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -56,8 +57,12 @@ class ProbeSpec:
 
 
 def default_probe(config: EncoderConfig) -> ProbeSpec:
-    """The probe for an entry: its own dataset's test split (``digits`` when it names none)."""
-    return ProbeSpec(dataset=config.data or "digits")
+    """The probe for an entry: its own dataset's test split (``digits`` when it names none).
+
+    An entry trained on several sets names them all (``shapes/train + emoji/train``); the first is probed.
+    """
+    first = re.split(r"[\s+/]+", config.data.strip())[0] if config.data.strip() else ""
+    return ProbeSpec(dataset=first or "digits")
 
 
 def probe_inputs(spec: ProbeSpec, with_texts: bool) -> tuple[np.ndarray, list[str]]:
