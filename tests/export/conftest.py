@@ -53,7 +53,7 @@ def vit_export(export_home: Path) -> Exported:
     """vit_nano (grey, 28 px, cls pooling), exported through the CLI with int8 on."""
     from zoo.cli import main
 
-    registry = Registry(export_home)
+    registry = Registry(export_home, readonly_roots=())
     with sslzoo_home_env(export_home), pytest.MonkeyPatch.context() as patch:
         patch.setattr("export.golden.ParitySizes", lambda: SIZES)  # the CLI's default sizes, made test-sized
         torch.manual_seed(0)
@@ -71,7 +71,7 @@ def vit_export(export_home: Path) -> Exported:
 @pytest.fixture(scope="session")
 def resnet_export(export_home: Path) -> Exported:
     """resnet_narrow (RGB, 32 px, avg pooling), exported with the Python API and int8 on."""
-    registry = Registry(export_home)
+    registry = Registry(export_home, readonly_roots=())
     with sslzoo_home_env(export_home):
         torch.manual_seed(1)
         zoo.save(zoo.build_encoder("resnet_narrow", img_size=32), "rn", registry=registry)
@@ -82,7 +82,7 @@ def resnet_export(export_home: Path) -> Exported:
 @pytest.fixture(scope="session")
 def clip_export(export_home: Path) -> Exported:
     """A small CLIP pair (vit_nano image tower at 32 px RGB, 2-layer text tower), fp32 only."""
-    registry = Registry(export_home)
+    registry = Registry(export_home, readonly_roots=())
     with sslzoo_home_env(export_home):
         torch.manual_seed(2)
         clip = zoo.build_clip("vit_nano", tiny_tokenizer(), embed_dim=48, img_size=32,

@@ -72,7 +72,7 @@ def page_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from zoo.tokenizer import train_wordpiece
 
     home = tmp_path_factory.mktemp("page_home")
-    registry = zoo.Registry(home)
+    registry = zoo.Registry(home, readonly_roots=())  # session fixture: the shipped models hidden here too
     torch.manual_seed(0)
     zoo.save(zoo.build_encoder("vit_nano", in_chans=3, img_size=28), "default", registry=registry)
     clip = zoo.build_clip("vit_nano", train_wordpiece(CAPTIONS, vocab_size=200), embed_dim=32, img_size=28,

@@ -18,7 +18,7 @@ def service_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from zoo.tokenizer import train_wordpiece
 
     home = tmp_path_factory.mktemp("service_home")
-    registry = zoo.Registry(home)
+    registry = zoo.Registry(home, readonly_roots=())  # session fixture: the shipped models hidden here too
     torch.manual_seed(0)
     zoo.save(zoo.build_encoder("vit_nano", in_chans=3, img_size=28), "default", registry=registry)
     tokenizer = train_wordpiece(CAPTIONS, vocab_size=200)
@@ -33,5 +33,5 @@ def reference_models(service_home: Path) -> dict[str, object]:
     """The same entries loaded in-process: the independent reference for what the server returns."""
     import zoo
 
-    registry = zoo.Registry(service_home)
+    registry = zoo.Registry(service_home, readonly_roots=())
     return {"default": zoo.load("default", registry=registry), "clip": zoo.load("clip", registry=registry)}
