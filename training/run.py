@@ -127,12 +127,11 @@ def prepare_run_dir(recipe: Recipe, run_dir: Path, resume: bool, is_main: bool) 
         raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out")
     if resume and existing:
         saved = saved_recipe(run_dir)
-        mine, theirs = recipe.to_dict(), saved.to_dict()
         changed = resume_conflicts(recipe, saved)
         if changed:
             raise ConfigError(f"--resume with a different recipe than {path}: {', '.join(changed)} differ; "
                               "resume with the same options (or none: the saved recipe is used)")
-        if mine["model"].get("readout") != theirs["model"].get("readout") and is_main:
+        if recipe.model.readout != saved.model.readout and is_main:
             path.write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
         return replace(saved, model=replace(saved.model, readout=recipe.model.readout))
     if is_main:

@@ -237,7 +237,8 @@ def with_pooling(encoder: ImageEncoder, pooling: str) -> ImageEncoder:
     """The same trained backbone read out with another pooling (e.g. ``flatten`` after training with ``avg``).
 
     Pooling has no parameters, so the weights carry over unchanged; the contract records the new
-    pooling and width, and the embedding space changes with it (the config is part of it).
+    pooling and width, and a saved ``flatten`` entry gets its own embedding-space id
+    (:func:`zoo.manifest.readout_tag`).
     """
     if pooling == encoder.config.pooling:
         return encoder

@@ -42,31 +42,35 @@ def embedding_space_id(file_hashes: dict[str, str], external: dict[str, str] | N
     return "es-" + hashlib.sha256(joined.encode()).hexdigest()[:16]
 
 
-def readout_tag(folder: Path) -> dict[str, str]:
+def _entry_config(folder: Path) -> dict[str, Any]:
+    """The entry's ``config.json`` as a mapping ({} when there is none), read once per manifest."""
+    path = folder / "config.json"
+    if not path.is_file():
+        return {}
+    try:
+        raw = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ManifestError(f"{path}: unreadable JSON: {exc}") from exc
+    return raw if isinstance(raw, dict) else {}
+
+
+def readout_tag(config: dict[str, Any]) -> dict[str, str]:
     """``{"pooling": "flatten"}`` when the entry reads its weights out that way, else nothing.
 
     Pooling has no weights, so the same weights read out with ``avg`` and with ``flatten`` give two
     different spaces that the weight hashes alone would not tell apart. Other poolings keep the ids
     they always had.
     """
-    path = folder / "config.json"
-    try:
-        pooling = json.loads(path.read_text()).get("pooling") if path.is_file() else None
-    except ValueError:
-        return {}
-    return {"pooling": "flatten"} if pooling == "flatten" else {}
+    return {"pooling": "flatten"} if config.get("pooling") == "flatten" else {}
 
 
-def external_hashes(folder: Path) -> dict[str, str]:
-    """``target#package/file`` → sha256 of the package files ``config.json`` says the entry references."""
-    path = folder / "config.json"
-    if not path.is_file():
-        return {}
+def external_hashes(folder: Path, config: dict[str, Any]) -> dict[str, str]:
+    """``target#package/file`` → sha256 of the package files the entry's config says it references."""
     try:
-        records = (json.loads(path.read_text()).get("extra") or {}).get("external_weights") or []
+        records = (config.get("extra") or {}).get("external_weights") or []
         return {f"{r['target']}#{r['package']}/{r['file']}": str(r["sha256"]) for r in records}
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ManifestError(f"{path}: unreadable external_weights: {exc}") from exc
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ManifestError(f"{folder / 'config.json'}: unreadable external_weights: {exc}") from exc
 
 
 def build_manifest(folder: Path) -> dict[str, Any]:
@@ -75,8 +79,9 @@ def build_manifest(folder: Path) -> dict[str, Any]:
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST):
         files[path.relative_to(folder).as_posix()] = {"sha256": sha256_file(path), "size": path.stat().st_size}
     hashes = {name: info["sha256"] for name, info in files.items()}
-    external = external_hashes(folder)
-    space = embedding_space_id(hashes, {**external, **readout_tag(folder)})
+    config = _entry_config(folder)
+    external = external_hashes(folder, config)
+    space = embedding_space_id(hashes, {**external, **readout_tag(config)})
     manifest: dict[str, Any] = {"format": 1, "files": files, "embedding_space": space}
     if external:
         manifest["external"] = external
