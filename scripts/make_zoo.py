@@ -10,7 +10,11 @@ goes to ``runs/zoo/<name>.log``. At the end the zoo table is printed and written
 The orchestrator knows nothing about the recipes' contents: a recipe is a file for ``sslzoo train
 --recipe``, a builder is a command with ``{source}`` for the name to save under.
 
-Run: ``python scripts/make_zoo.py [--only NAME] [--force]`` (or ``make zoo ZOO_ARGS="--only mae"``).
+``--jobs N`` trains N models at once (each its own process with ``--threads`` torch threads, by default
+cores // N); export and ship still go one by one in the list's order, as each training finishes.
+The thread count is fixed and recorded because float sums, and so the last digits of a fit, depend on it.
+
+Run: ``python scripts/make_zoo.py [--only NAME] [--force] [--jobs N]`` (or ``make zoo ZOO_ARGS="--jobs 2"``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,24 +177,35 @@ def _unship(root: Path, name: str) -> None:
         shutil.rmtree(folder)
 
 
-def build_one(model: ZooModel, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
-    """Train, export and ship one model; returns what the summary shows."""
+@dataclass
+class Trained:
+    """What training one model left for the ship step: the sha256 it was trained from and its time."""
+
+    sha: str
+    seconds: float | None  # None under --ship-only: this run did not train it
+
+
+def train_one(model: ZooModel, args: argparse.Namespace, env: dict[str, str]) -> Trained:
+    """Train one model into the scratch home (a recipe resumes its run; a builder runs its command).
+
+    Safe to run for several models at once: each writes only its own log, run folder and scratch name.
+    """
     from zoo import Registry
 
     logfile = args.runs / f"{model.name}.log"
     sha = model.sha256()  # taken before training: an edit of the recipe meanwhile must not pass as shipped
     with open(logfile, "a" if args.ship_only else "w") as handle:
-        handle.write(f"make zoo: {model.name} (sha256 {sha}){' --ship-only' if args.ship_only else ''}\n")
-    bin_dir = Path(sys.executable).parent
-    sslzoo = str(bin_dir / "sslzoo")
+        handle.write(f"make zoo: {model.name} (sha256 {sha}, OMP_NUM_THREADS={env.get('OMP_NUM_THREADS')})"
+                     f"{' --ship-only' if args.ship_only else ''}\n")
     registry = Registry(args.home, readonly_roots=(args.root,))
-    start = time.perf_counter()
     if args.ship_only:
         if model.source not in registry.names():
             raise SystemExit(f"--ship-only: {args.home} holds no trained {model.source}; run without it")
-        return ship_one(model, args, registry, sha, logfile, trained=None, start=start)
+        return Trained(sha, None)
+    start = time.perf_counter()
     if model.source in registry.names():
         registry.delete(model.source)  # a fresh scratch entry: versions from older runs must not be shipped
+    sslzoo = str(Path(sys.executable).parent / "sslzoo")
     if model.recipe is not None:
         out = args.runs / "train" / model.name
         command = [sslzoo, "train", "--recipe", str(model.recipe), "--name", model.source, "--out", str(out),
@@ -204,30 +220,65 @@ def build_one(model: ZooModel, args: argparse.Namespace, env: dict[str, str]) ->
         if command and command[0] == "python":
             command[0] = sys.executable
         run_logged(command, logfile, env)
-    trained = time.perf_counter() - start
-    verdict = pixel_gate(model, registry, args.runs)
-    if verdict is not None:
-        with open(logfile, "a") as handle:
-            handle.write(verdict + "\n")
-        _unship(args.root, model.name)
-        return {"name": model.name, "seconds": time.perf_counter() - start, "summary": verdict}
-    run_logged([sslzoo, "export", model.source, "--no-int8"], logfile, env)
-    return ship_one(model, args, registry, sha, logfile, trained=trained, start=start)
+    return Trained(sha, time.perf_counter() - start)
 
 
-def ship_one(model: ZooModel, args: argparse.Namespace, registry: Any, sha: str, logfile: Path,
-             trained: float | None, start: float) -> dict[str, Any]:
-    """Ship the trained and exported scratch entry; ``trained`` is None when this run did not train it."""
+def finish_one(model: ZooModel, trained: Trained, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
+    """Gate, export and ship a trained model; returns what the summary shows."""
+    from zoo import Registry
+
+    logfile = args.runs / f"{model.name}.log"
+    registry = Registry(args.home, readonly_roots=(args.root,))
+    start = time.perf_counter()
+    if trained.seconds is not None:
+        verdict = pixel_gate(model, registry, args.runs)
+        if verdict is not None:
+            with open(logfile, "a") as handle:
+                handle.write(verdict + "\n")
+            _unship(args.root, model.name)
+            return {"name": model.name, "seconds": trained.seconds, "summary": verdict}
+        run_logged([str(Path(sys.executable).parent / "sslzoo"), "export", model.source, "--no-int8"], logfile, env)
+    result = ship_one(model, args, registry, trained, logfile, threads=env.get("OMP_NUM_THREADS"))
+    return {"name": model.name, "seconds": (trained.seconds or 0.0) + time.perf_counter() - start,
+            "summary": result}
+
+
+def build_all(models: Sequence[ZooModel], args: argparse.Namespace, env: dict[str, str]) -> list[dict[str, Any]]:
+    """Train up to ``args.jobs`` models at once; export and ship them one by one in the list's order.
+
+    Shipping stays sequential and ordered because the size budget is spent in the list's order.
+    """
+    done: list[dict[str, Any]] = []
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        training = [pool.submit(train_one, model, args, env) for model in models]
+        try:
+            for model, future in zip(models, training, strict=True):
+                trained = future.result()
+                log.info("%s: trained%s; exporting and shipping", model.name,
+                         f" in {trained.seconds:.0f} s" if trained.seconds is not None else "")
+                done.append(finish_one(model, trained, args, env))
+                log.info("%s: done in %.0f s\n%s", model.name, done[-1]["seconds"], done[-1]["summary"])
+        except BaseException:
+            for future in training:
+                future.cancel()  # trainings not started yet; running ones finish and leave a checkpoint
+            raise
+    return done
+
+
+def ship_one(model: ZooModel, args: argparse.Namespace, registry: Any, trained: Trained, logfile: Path,
+             threads: str | None) -> str:
+    """Ship the trained and exported scratch entry; returns the ship summary."""
     from zoo.ship import ship_entry
 
     provenance = {"recipe": _shown(model.recipe) if model.recipe else None,
-                  "command": model.command, "sha256": sha,
-                  "train_seconds": round(trained, 1) if trained is not None else None, "made_by": "make zoo"}
+                  "command": model.command, "sha256": trained.sha,
+                  "train_seconds": round(trained.seconds, 1) if trained.seconds is not None else None,
+                  "train_threads": int(threads) if threads and threads.isdigit() else None, "made_by": "make zoo"}
     result = ship_entry(model.source, model.name, root=args.root, registry=registry, provenance=provenance,
                         budget_mb=args.budget_mb)
     with open(logfile, "a") as handle:
         handle.write(result.summary() + "\n")
-    return {"name": model.name, "seconds": time.perf_counter() - start, "summary": result.summary()}
+    return result.summary()
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -245,6 +296,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--readme", type=Path, default=REPO / "README.md", help="README to write the table into")
     parser.add_argument("--no-readme", action="store_true", help="print the table only")
     parser.add_argument("--budget-mb", type=float, default=40.0, help="size limit of the whole built-in root")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="models trained at once (each in its own process); shipping stays in order")
+    parser.add_argument("--threads", type=int,
+                        help="torch threads per training (default: $OMP_NUM_THREADS, else cores // jobs); "
+                             "recorded in the shipped provenance, since float sums depend on it")
     return parser.parse_args(argv)
 
 
@@ -256,21 +312,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.root, args.runs = args.root.resolve(), args.runs.resolve()
     args.runs.mkdir(parents=True, exist_ok=True)
     os.environ["SSLZOO_HOME"] = str(args.home)  # ship's probe data and the subprocesses use the scratch home
-    env = {**os.environ, "SSLZOO_HOME": str(args.home)}
+    if args.jobs < 1 or (args.threads is not None and args.threads < 1):
+        raise SystemExit("--jobs and --threads must be at least 1")
+    threads = args.threads or int(os.environ.get("OMP_NUM_THREADS") or max(1, (os.cpu_count() or 1) // args.jobs))
+    env = {**os.environ, "SSLZOO_HOME": str(args.home), "OMP_NUM_THREADS": str(threads)}
     models = read_models(args.config)
     unknown = set(args.only) - {m.name for m in models}
     if unknown:
         raise SystemExit(f"--only {sorted(unknown)}: not in {args.config}")
-    done = []
+    todo = []
     for model in models:
         if args.only and model.name not in args.only:
             continue
         if not args.force and shipped_sha(args.root, model.name) == model.sha256():
             log.info("%s: shipped entry matches its recipe (sha256 %s…): skipped", model.name, model.sha256()[:12])
             continue
-        log.info("%s: training, exporting and shipping (log: %s)", model.name, args.runs / f"{model.name}.log")
-        done.append(build_one(model, args, env))
-        log.info("%s: done in %.0f s\n%s", model.name, done[-1]["seconds"], done[-1]["summary"])
+        log.info("%s: to build (log: %s)", model.name, args.runs / f"{model.name}.log")
+        todo.append(model)
+    start = time.perf_counter()
+    build_all(todo, args, env)
+    if todo:
+        log.info("built %d model(s) in %.0f s (%d at once, %d threads each)", len(todo),
+                 time.perf_counter() - start, args.jobs, threads)
     from zoo.table import write_table, zoo_table
 
     table = zoo_table(args.root) if args.no_readme else write_table(args.readme, args.root)

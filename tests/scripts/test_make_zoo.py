@@ -53,12 +53,13 @@ def test_make_zoo_trains_exports_ships_and_resumes(tmp_path, monkeypatch, capsys
     args = ["--config", str(tmp_path / "zoo.yaml"), "--root", str(root), "--runs", str(runs), "--readme", str(readme)]
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
-    assert make_zoo.main(args) == 0
+    assert make_zoo.main([*args, "--jobs", "2"]) == 0  # both trained at once, shipped in order
     names = [e.name for e in builtin_entries(root)]
     assert names == ["tiny-built", "tiny-simclr"]
     for entry in builtin_entries(root):
         shipped = entry.read_config().extra["shipped"]
         assert shipped["onnx_files"] == ["model.onnx"] and shipped["provenance"]["sha256"]
+        assert shipped["provenance"]["train_threads"] == 1
     assert (runs / "tiny-simclr.log").read_text().count("$ ") == 2  # train, export
     assert table_in(readme.read_text()) == zoo_table(root)
     assert readme.read_text().endswith(f"{END}\n\nrest\n")
@@ -69,8 +70,7 @@ def test_make_zoo_trains_exports_ships_and_resumes(tmp_path, monkeypatch, capsys
     assert {p: p.stat().st_mtime_ns for p in root.rglob("config.json")} == before, "up-to-date models are skipped"
 
     rebuilt = []
-    monkeypatch.setattr(make_zoo, "build_one", lambda model, *_: rebuilt.append(model.name) or {
-        "name": model.name, "seconds": 0.0, "summary": ""})
+    monkeypatch.setattr(make_zoo, "build_all", lambda models, *_: rebuilt.extend(m.name for m in models) or [])
     (tmp_path / "build.py").write_text(BUILDER + "# changed\n")
     assert make_zoo.main([*args, "--no-readme"]) == 0
     assert rebuilt == ["tiny-built"], "only the model whose builder changed is rebuilt"
@@ -78,3 +78,5 @@ def test_make_zoo_trains_exports_ships_and_resumes(tmp_path, monkeypatch, capsys
     assert rebuilt == ["tiny-built", "tiny-simclr"]
     with pytest.raises(SystemExit, match="not in"):
         make_zoo.main([*args, "--only", "nope"])
+    with pytest.raises(SystemExit, match="at least 1"):
+        make_zoo.main([*args, "--jobs", "0"])
