@@ -76,8 +76,9 @@ def keep_stages(backbone: nn.Module, stages: int) -> nn.Module:
         raise ConfigError("stages cannot be combined with embed_dim (the projection expects the last stage's width)")
     for name in _RESNET_STAGES[stages:]:
         setattr(backbone, name, nn.Identity())
-    backbone.feature_info = backbone.feature_info[: stages + 1]
-    backbone.num_features = int(backbone.feature_info[-1]["num_chs"])
+    info: list[dict[str, Any]] = list(getattr(backbone, "feature_info"))[: stages + 1]  # noqa: B009
+    backbone.feature_info = info
+    backbone.num_features = int(info[-1]["num_chs"])
     return backbone
 
 
