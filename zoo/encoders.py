@@ -77,8 +77,8 @@ def keep_stages(backbone: nn.Module, stages: int) -> nn.Module:
     for name in _RESNET_STAGES[stages:]:
         setattr(backbone, name, nn.Identity())
     info: list[dict[str, Any]] = list(getattr(backbone, "feature_info"))[: stages + 1]  # noqa: B009
-    backbone.feature_info = info
-    backbone.num_features = int(info[-1]["num_chs"])
+    setattr(backbone, "feature_info", info)  # noqa: B010  (plain attributes of timm's model, not modules)
+    setattr(backbone, "num_features", int(info[-1]["num_chs"]))  # noqa: B010
     return backbone
 
 
