@@ -3,6 +3,7 @@
     python -m benchmarks.ssl_quality                                   # fashion-mnist, 600 s per method
     python -m benchmarks.ssl_quality --budget-s 20 --data digits       # a smoke run
     python -m benchmarks.ssl_quality --methods simclr,dino --budget-s 900
+    python -m benchmarks.ssl_quality --jobs 2 --threads 1               # two methods at a time, one core each
 
 Each method trains from its recipe (``training/recipes/METHOD_DATA.yaml``) for as many optimiser steps as
 fit ``--budget-s`` seconds of *training* (the step count is calibrated first by timing a few steps, so
@@ -13,6 +14,8 @@ and scored on the test split, plus alignment/uniformity (Wang & Isola) and effec
 split. The same figures are printed for a randomly initialised encoder of each backbone and for raw pixels.
 For CNN backbones the last column is the k-NN of the same weights read out as the whole final feature map
 (``flatten``) instead of its global average: on aligned images it keeps where features fired.
+``--jobs N`` trains N methods at once, each in its own process with ``--threads`` torch threads (the
+budget is per method and in wall-clock seconds, so say which: 600 s on one core is not 600 s on two).
 Prints a markdown table and writes ``OUT/results.json``.
 """
 
@@ -21,10 +24,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -135,28 +140,71 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-eval-train", type=int, help="cap the k-NN bank / probe training set (default: all)")
     p.add_argument("--no-progress", action="store_true")
-    return p.parse_args()
+    p.add_argument("--jobs", type=int, default=1, help="methods trained at once, each in its own process")
+    p.add_argument("--threads", type=int, help="torch threads per method (default: torch's, or cores // jobs)")
+    args = p.parse_args()
+    if args.jobs < 1 or (args.threads is not None and args.threads < 1):
+        p.error("--jobs and --threads must be at least 1")
+    return args
+
+
+def prepare(args: argparse.Namespace, methods: list[str]) -> Any:
+    """Set threads, load the training data and the evaluation splits into ``args``; returns the data."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    base = load_recipe(RECIPES / f"{methods[0]}_{args.data}.yaml")
+    data = load_training_data(base)
+    args.eval_data = load_eval_data(base, data)
+    args.eval_config = replace(EvalConfig(), few_shot=(), max_train=args.max_eval_train)
+    return data
+
+
+def _train_in_worker(method: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One method in a worker process (which loads its own copy of the data)."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    data = prepare(args, [method])
+    began = time.perf_counter()
+    row = train_one(method, args, data)
+    return {**row, "wall_s": time.perf_counter() - began}
+
+
+def train_all(methods: list[str], args: argparse.Namespace, data: Any) -> list[dict[str, Any]]:
+    """Every method's row, in ``methods`` order; ``args.jobs`` at a time in worker processes when > 1."""
+    def report(row: dict[str, Any]) -> None:
+        print(f"{row['method']}: {row['steps']} steps in {row['train_s']:.0f} s, k-NN {row.get('knn', 0):.4f} "
+              f"({row['wall_s']:.0f} s with calibration and evaluation)", flush=True)
+
+    rows: dict[str, dict[str, Any]] = {}
+    if args.jobs == 1:
+        for method in methods:
+            began = time.perf_counter()
+            rows[method] = {**train_one(method, args, data), "wall_s": time.perf_counter() - began}
+            report(rows[method])
+    else:
+        worker_args = argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in ("eval_data",)})
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_train_in_worker, m, worker_args): m for m in methods}
+            for future in as_completed(futures):
+                rows[futures[future]] = future.result()
+                report(rows[futures[future]])
+    return [rows[m] for m in methods]
 
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    base = load_recipe(RECIPES / f"{methods[0]}_{args.data}.yaml")
-    data = load_training_data(base)
-    args.eval_data = load_eval_data(base, data)
-    args.eval_config = replace(EvalConfig(), few_shot=(), max_train=args.max_eval_train)
-    print(f"# ssl_quality: {args.data}, {args.budget_s:.0f} s of training per method, torch threads "
-          f"{torch.get_num_threads()}, {os.cpu_count()} CPUs; eval on {args.eval_data[1].name}/"
+    if args.jobs > 1 and args.threads is None:
+        args.threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    data = prepare(args, methods)
+    print(f"# ssl_quality: {args.data}, {args.budget_s:.0f} s of training per method, {args.jobs} at a time with "
+          f"{torch.get_num_threads()} torch threads each, {os.cpu_count()} CPUs; eval on {args.eval_data[1].name}/"
           f"{args.eval_data[1].split} ({len(args.eval_data[1])} images), bank/probe on {len(args.eval_data[0])}")
-    rows, archs = [], {}
+    rows = train_all(methods, args, data)
+    archs: dict[str, Recipe] = {}
     for method in methods:
-        began = time.perf_counter()
-        rows.append(train_one(method, args, data))
         recipe = load_recipe(RECIPES / f"{method}_{args.data}.yaml")
         archs.setdefault(backbone_label(recipe), recipe)
-        print(f"{method}: {rows[-1]['steps']} steps in {rows[-1]['train_s']:.0f} s, k-NN {rows[-1].get('knn', 0):.4f} "
-              f"({time.perf_counter() - began:.0f} s with calibration and evaluation)", flush=True)
     rows += baseline_rows(archs, args, data)
     print(table(rows))
     args.out.mkdir(parents=True, exist_ok=True)

@@ -99,6 +99,9 @@ class ModelSpec:
     # The pooling the *saved* encoder reads its trained backbone out with, when it is not the training one
     # (``flatten``: the whole final map). Pooling has no weights, so this changes no step of training.
     readout: str | None = None
+    # Read the saved encoder out after this stage (1 = the stem and layer1, ...; timm ResNets), the
+    # later stages dropped; like ``readout`` it acts after training (benchmarks/readout_layers.py).
+    readout_stages: int | None = None
 
 
 @dataclass(frozen=True)

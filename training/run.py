@@ -131,9 +131,10 @@ def prepare_run_dir(recipe: Recipe, run_dir: Path, resume: bool, is_main: bool) 
         if changed:
             raise ConfigError(f"--resume with a different recipe than {path}: {', '.join(changed)} differ; "
                               "resume with the same options (or none: the saved recipe is used)")
-        if recipe.model.readout != saved.model.readout and is_main:
+        readout = {"readout": recipe.model.readout, "readout_stages": recipe.model.readout_stages}
+        if readout != {"readout": saved.model.readout, "readout_stages": saved.model.readout_stages} and is_main:
             path.write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
-        return replace(saved, model=replace(saved.model, readout=recipe.model.readout))
+        return replace(saved, model=replace(saved.model, **readout))
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
@@ -152,7 +153,7 @@ def resume_conflicts(recipe: Recipe, saved: Recipe) -> list[str]:
 
 
 # Recipe keys that only act once training is over: a finished or killed run may resume with new ones.
-AFTER_TRAINING_KEYS = ("model.readout",)
+AFTER_TRAINING_KEYS = ("model.readout", "model.readout_stages")
 
 
 def _changed_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
@@ -222,8 +223,8 @@ def finish_run(recipe: Recipe, run_dir: Path, method: nn.Module, result: TrainRe
     """Evaluate the encoder, draw the figures, and save the entry (when ``name`` is given)."""
     encoder: ImageEncoder = method.encoder().cpu().eval()  # type: ignore[operator]
     encoder.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
-    if recipe.model.readout:
-        encoder = with_pooling(encoder, recipe.model.readout).eval()
+    if recipe.model.readout or recipe.model.readout_stages is not None:
+        encoder = with_pooling(encoder, recipe.model.readout, recipe.model.readout_stages).eval()
     fit, test = load_eval_data(recipe, train)
     metrics = evaluate_encoder(encoder, fit, test, recipe.eval, recipe.train.seed) if recipe.eval.enabled else {}
     (run_dir / "eval.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))

@@ -128,6 +128,7 @@ def render_card(name: str, config: EncoderConfig, figures: Mapping[str, str] | N
         "|---|---|",
         f"| embedding dim | {config.embed_dim} |",
         f"| pooling | {config.pooling} |",
+        *([f"| read out after stage | {config.stages} (later stages dropped) |"] if config.stages else []),
         f"| L2-normalised | {config.normalize} |",
         f"| metric | {config.metric} |",
         f"| input size | {tuple(pre.input_size)} |",

@@ -73,6 +73,9 @@ class EncoderConfig:
     arch_args: dict[str, Any] = field(default_factory=dict)
     embed_dim: int = 0
     pooling: str = "avg"
+    # A CNN read out after its first ``stages`` stages (1 = the stem and layer1, ...; timm's feature_info
+    # numbering), the later ones dropped; the whole network when None.
+    stages: int | None = None
     normalize: bool = True
     metric: str = "cosine"
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
@@ -92,6 +95,9 @@ class EncoderConfig:
             raise ConfigError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.metric not in METRICS:
             raise ConfigError(f"metric must be one of {METRICS}, got {self.metric!r}")
+        if self.stages is not None and (isinstance(self.stages, bool) or not isinstance(self.stages, int)
+                                        or self.stages < 0):
+            raise ConfigError(f"stages must be a non-negative integer or null, got {self.stages!r}")
         if self.metric == "cosine" and not self.normalize:
             raise ConfigError("metric 'cosine' needs normalize=True (dot products of unit vectors)")
 

@@ -58,6 +58,38 @@ def install_pooling(backbone: nn.Module, pooling: str) -> nn.Module:
     return backbone
 
 
+_RESNET_STAGES = ("layer1", "layer2", "layer3", "layer4")
+
+
+def keep_stages(backbone: nn.Module, stages: int) -> nn.Module:
+    """Keep a timm ResNet's stem and first ``stages`` stages (``layer1``..); the later ones become identities.
+
+    Self-supervised losses shape the last stages most: on small aligned images an earlier stage can
+    be the better readout for k-NN (``benchmarks/readout_layers.py`` measures each). The kept modules
+    keep timm's names, so a trained backbone's weights load into the cut one as they are.
+    """
+    if not all(isinstance(getattr(backbone, name, None), nn.Module) for name in _RESNET_STAGES):
+        raise ConfigError(f"stages needs a timm ResNet (stem + layer1..layer4); {type(backbone).__name__} is not one")
+    if not 1 <= stages <= len(_RESNET_STAGES):
+        raise ConfigError(f"stages must be between 1 (stem + layer1) and {len(_RESNET_STAGES)}, got {stages}")
+    if not isinstance(getattr(backbone, "fc", None), nn.Identity):
+        raise ConfigError("stages cannot be combined with embed_dim (the projection expects the last stage's width)")
+    for name in _RESNET_STAGES[stages:]:
+        setattr(backbone, name, nn.Identity())
+    info: list[dict[str, Any]] = list(getattr(backbone, "feature_info"))[: stages + 1]  # noqa: B009
+    setattr(backbone, "feature_info", info)  # noqa: B010  (plain attributes of timm's model, not modules)
+    setattr(backbone, "num_features", int(info[-1]["num_chs"]))  # noqa: B010
+    return backbone
+
+
+def build_backbone(config: EncoderConfig) -> nn.Module:
+    """The timm model a config describes: architecture, kept stages, and pooling."""
+    backbone = create_timm(config.arch, config.arch_args)
+    if config.stages is not None:
+        backbone = keep_stages(backbone, config.stages)
+    return install_pooling(backbone, config.pooling)
+
+
 def _output_width(backbone: nn.Module, pooling: str, preprocess: PreprocessConfig) -> int:
     """Width of the backbone's vectors: timm's for pooled outputs, measured once for a flattened map."""
     if pooling != "flatten":
@@ -77,7 +109,7 @@ class ImageEncoder(nn.Module):
         super().__init__()
         self.config = config
         if backbone is None:
-            backbone = install_pooling(create_timm(config.arch, config.arch_args), config.pooling)
+            backbone = build_backbone(config)
         self.backbone: nn.Module = backbone
         width = _output_width(self.backbone, config.pooling, config.preprocess)
         if config.embed_dim != width:
@@ -233,18 +265,25 @@ def build_encoder(
     return ImageEncoder(config, backbone)
 
 
-def with_pooling(encoder: ImageEncoder, pooling: str) -> ImageEncoder:
-    """The same trained backbone read out with another pooling (e.g. ``flatten`` after training with ``avg``).
+def with_pooling(encoder: ImageEncoder, pooling: str | None = None, stages: int | None = None) -> ImageEncoder:
+    """The same trained backbone read out another way: another pooling, or after an earlier stage.
 
-    Pooling has no parameters, so the weights carry over unchanged; the contract records the new
-    pooling and width, and a saved ``flatten`` entry gets its own embedding-space id
-    (:func:`zoo.manifest.readout_tag`).
+    ``pooling``: e.g. ``flatten`` (the whole map) after training with ``avg``; ``stages``: keep the first
+    ``stages`` stages (:func:`keep_stages`). Neither adds parameters, so the kept weights carry over
+    unchanged; the contract records the readout and width, and a saved ``flatten`` entry gets its own
+    embedding-space id (:func:`zoo.manifest.readout_tag`; cut stages change the weights, hence the id).
     """
-    if pooling == encoder.config.pooling:
+    pooling = pooling or encoder.config.pooling
+    stages = encoder.config.stages if stages is None else stages
+    if pooling == encoder.config.pooling and stages == encoder.config.stages:
         return encoder
+    if encoder.config.stages is not None and stages is not None and stages > encoder.config.stages:
+        raise ConfigError(f"cannot read out after stage {stages}: the encoder keeps only {encoder.config.stages}")
     args = {**encoder.config.arch_args, "global_pool": _TIMM_POOL.get(pooling, pooling)}
-    backbone = install_pooling(create_timm(encoder.config.arch, args), pooling)
-    load_strict(backbone, encoder.backbone.state_dict(), "the trained backbone")
-    config = encoder.config.replace(arch_args=args, pooling=pooling,
-                                    embed_dim=_output_width(backbone, pooling, encoder.config.preprocess))
+    config = encoder.config.replace(arch_args=args, pooling=pooling, stages=stages)
+    backbone = build_backbone(config)
+    kept = backbone.state_dict()
+    trained = encoder.backbone.state_dict()
+    load_strict(backbone, {k: v for k, v in trained.items() if k in kept}, "the trained backbone")
+    config = config.replace(embed_dim=_output_width(backbone, pooling, encoder.config.preprocess))
     return ImageEncoder(config, backbone).train(encoder.training)

@@ -59,7 +59,9 @@ def percent(value: float | None) -> str:
 
 def _arch(config: EncoderConfig) -> str:
     if config.text is None:
-        return f"`{config.arch}`"
+        readout = [f"stages 1–{config.stages}"] if config.stages else []
+        readout += ["whole map"] if config.pooling == "flatten" else []
+        return f"`{config.arch}`" + (f" ({', '.join(readout)})" if readout else "")
     return f"`{config.arch}` + `{config.text.arch}`"
 
 

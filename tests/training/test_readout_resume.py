@@ -45,6 +45,19 @@ def test_a_finished_run_resumes_with_a_readout_and_saves_it(tmp_path, monkeypatc
     assert yaml.safe_load((run / "recipe.yaml").read_text())["model"]["readout"] == "flatten"
 
 
+def test_a_finished_run_resumes_with_an_earlier_stage(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SSLZOO_HOME", str(tmp_path / "home"))
+    run = tmp_path / "run"
+    assert main(["train", "--recipe", str(_recipe(tmp_path)), "--out", str(run), "--no-save"]) == 0
+    code = main(["train", "--recipe", str(_recipe(tmp_path, readout="flatten", readout_stages=1)), "--out", str(run),
+                 "--name", "stage1", "--resume"])
+    assert code == 0, capsys.readouterr().err
+    cut = zoo.load("stage1")
+    assert cut.config.stages == 1 and cut.config.pooling == "flatten"
+    assert cut.embed_dim == 16 * 4 * 4  # layer1 of resnet_narrow: 16 channels, a 4x4 map at 16 px
+    assert "knn_top1" in cut.config.metrics
+
+
 def test_resume_still_refuses_a_change_that_acts_during_training(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--recipe", str(_recipe(tmp_path)), "--out", str(run), "--no-save", "--no-eval"]) == 0

@@ -269,16 +269,10 @@ def _stop_at(k):
     return callback
 
 
-_DINO_XFAIL = pytest.mark.xfail(strict=True, reason=(
-    "DINO keeps teacher_temp/momentum/last-layer freeze as Python attributes set in on_step_end, so a resumed "
-    "run starts its first step with the initial teacher temperature; keep them in buffers (or derive them "
-    "from a step buffer) to make its state_dict complete"))
-
-
 @pytest.mark.parametrize("method", [
     "simclr", "byol", "mae",
     *[pytest.param(m, marks=pytest.mark.slow) for m in ("mocov3", "simsiam", "ijepa")],
-    pytest.param("dino", marks=[pytest.mark.slow, _DINO_XFAIL]),
+    pytest.param("dino", marks=pytest.mark.slow),
 ])
 def test_registered_methods_resume_exactly(method, tmp_path):
     recipe = from_mapping(Recipe, {

@@ -60,3 +60,47 @@ def test_saved_flatten_entry_round_trips_and_is_its_own_embedding_space(tmp_path
 def test_flatten_is_refused_for_a_vit():
     with pytest.raises(ConfigError, match="flatten"):
         build_encoder("vit_nano", pooling="flatten")
+
+
+# -- readout after an earlier stage (config.stages) ---------------------------------------------------
+def test_an_earlier_stage_is_that_stage_of_the_full_network():
+    full = _narrow("avg")
+    x = torch.randn(3, 1, 28, 28)
+    stage_maps = full.backbone.forward_intermediates(x, intermediates_only=True)
+    for stages in (1, 2, 3):
+        cut = with_pooling(full, "flatten", stages)
+        assert cut.config.stages == stages and cut.embed_dim == stage_maps[stages][0].numel()
+        np.testing.assert_allclose(cut(x).detach(), F.normalize(stage_maps[stages].flatten(1), dim=1).detach(),
+                                   atol=1e-5)
+    pooled = with_pooling(full, stages=1)  # avg of layer1's map, 16 channels
+    assert pooled.embed_dim == 16
+    np.testing.assert_allclose(pooled(x).detach(), F.normalize(stage_maps[1].mean((2, 3)), dim=1).detach(),
+                               atol=1e-5)
+    cut = with_pooling(full, "flatten", 1)
+    kept = set(cut.backbone.state_dict())
+    assert kept < set(full.backbone.state_dict()) and not any(k.startswith("layer2") for k in kept)
+
+
+def test_a_saved_cut_entry_round_trips_through_its_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("SSLZOO_HOME", str(tmp_path))
+    cut = with_pooling(_narrow("avg"), "flatten", 1)
+    entry = zoo.save(cut, "cut")
+    assert entry.read_config().stages == 1
+    loaded = zoo.load("cut").eval()
+    x = torch.randn(2, 1, 28, 28)
+    assert torch.equal(loaded(x), cut(x))
+    with pytest.raises(ConfigError, match="keeps only 1"):
+        with_pooling(loaded, stages=2)
+
+
+@pytest.mark.parametrize(("arch", "stages", "message"), [
+    ("vit_nano", 1, "timm ResNet"), ("resnet_narrow", 5, "between 1"), ("resnet_narrow", 0, "between 1"), ("resnet_narrow", -1, "non-negative")])
+def test_bad_stages_are_refused_with_the_reason(arch, stages, message):
+    encoder = build_encoder(arch, img_size=28, in_chans=1)
+    with pytest.raises(ConfigError, match=message):
+        with_pooling(encoder, stages=stages)
+
+
+def test_stages_with_a_projection_head_is_refused():
+    with pytest.raises(ConfigError, match="embed_dim"):
+        with_pooling(build_encoder("resnet_narrow", img_size=28, in_chans=1, embed_dim=8), stages=1)

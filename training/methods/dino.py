@@ -95,6 +95,21 @@ class DINO(SSLMethod):
                              **(views or {}))
         self.views = BatchViews(configs, encoder.config.preprocess)
 
+    def get_extra_state(self) -> dict[str, Any]:
+        """The schedule values ``on_step_end`` set for the *next* step, saved with checkpoints.
+
+        A resumed run must start its first step with the teacher temperature, momentum and freeze it had
+        when it stopped, not with the initial ones; they live in the checkpoint's JSON state.
+        """
+        return {"teacher_temp": float(self.teacher_temp), "momentum": float(self.momentum),
+                "last_layer_frozen": bool(self._last_layer_frozen)}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`get_extra_state` saved."""
+        self.teacher_temp = float(state["teacher_temp"])
+        self.momentum = float(state["momentum"])
+        self._last_layer_frozen = bool(state["last_layer_frozen"])
+
     def _maybe_cancel(self, grad: Tensor) -> Tensor:
         """Zero the last layer's gradient while it is frozen (DINO's ``cancel_gradients_last_layer``)."""
         return torch.zeros_like(grad) if self._last_layer_frozen else grad

@@ -1,0 +1,91 @@
+"""Which stage of a trained CNN reads out best for k-NN, against the same stages of a random-init twin.
+
+    python -m benchmarks.readout_layers simclr dino            # the shipped encoders
+    python -m benchmarks.readout_layers simclr --val 5000 --threads 2
+
+For each registry reference, every stage's whole feature map (timm's ``forward_intermediates``: 0 is
+the stem before its max-pool, 1..4 are ``layer1``..``layer4``, the numbering of ``model.readout_stages``;
+the map flattened to one vector, as the ``flatten`` readout does) is scored with the
+registry's weighted k-NN (k=20, T=0.07, cosine). The scores come from a validation split carved out
+of the dataset's *train* split (the last ``--val`` images; the bank is the rest), so choosing a
+readout here never looks at the test split. Each stage is also scored for a randomly initialised
+encoder of the same architecture, and raw pixels are scored on the same split: a stage only says
+something about training where it beats both.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import numpy as np
+import torch
+
+import zoo
+from training.evaluate import knn_accuracy, pixel_features
+from zoo.data import load_dataset
+from zoo.encoders import ImageEncoder
+from zoo.preprocess import preprocess_uint8
+
+
+@torch.inference_mode()
+def stage_features(encoder: ImageEncoder, images: np.ndarray, batch_size: int = 500) -> list[np.ndarray]:
+    """Each stage's flattened map ``[N, C·H·W]`` of uint8 ``[N, H, W, C]`` images."""
+    backbone = encoder.eval().backbone
+    if not hasattr(backbone, "forward_intermediates"):
+        raise SystemExit(f"{encoder.config.arch} has no forward_intermediates: a timm CNN is needed")
+    chunks: list[list[torch.Tensor]] = []
+    for start in range(0, len(images), batch_size):
+        pixels = torch.from_numpy(preprocess_uint8(images[start : start + batch_size], encoder.config.preprocess))
+        maps = backbone.forward_intermediates(pixels, intermediates_only=True)
+        chunks.append([m.flatten(1).float() for m in maps])
+    return [torch.cat([c[i] for c in chunks]).numpy() for i in range(len(chunks[0]))]
+
+
+def random_twin(encoder: ImageEncoder, seed: int) -> ImageEncoder:
+    """The same architecture and contract with fresh random weights."""
+    torch.manual_seed(seed)
+    return ImageEncoder(encoder.config)
+
+
+def score(features: np.ndarray, labels: np.ndarray, val: int) -> float:
+    """k-NN top-1 of the last ``val`` rows against the others."""
+    return knn_accuracy(features[:-val], labels[:-val], features[-val:], labels[-val:])
+
+
+def rows_for(ref: str, images: np.ndarray, labels: np.ndarray, val: int, seed: int) -> list[dict[str, Any]]:
+    """One row per stage: its map shape, the trained k-NN and the random twin's."""
+    trained = zoo.load(ref)
+    ours = stage_features(trained, images)
+    theirs = stage_features(random_twin(trained, seed), images)
+    maps = trained.backbone.forward_intermediates(
+        torch.zeros(1, *trained.config.preprocess.input_size), intermediates_only=True)
+    return [{"ref": ref, "stage": i, "map": "×".join(str(d) for d in m.shape[1:]), "dims": ours[i].shape[1],
+             "trained": score(ours[i], labels, val), "random": score(theirs[i], labels, val)}
+            for i, m in enumerate(maps)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("refs", nargs="+", help="registry references of CNN encoders")
+    parser.add_argument("--data", default="fashion-mnist")
+    parser.add_argument("--val", type=int, default=10_000, help="validation images taken from the end of train")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the random twins")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    data = load_dataset(args.data, "train")
+    if not 0 < args.val < len(data):
+        raise SystemExit(f"--val must be between 1 and {len(data) - 1}")
+    labels = np.asarray(data.labels)
+    print(f"# readout_layers: {args.data} train, k-NN of the last {args.val} images against the other "
+          f"{len(data) - args.val}; raw pixels {score(pixel_features(data.images), labels, args.val):.4f}")
+    print("| encoder | stage | map (C×H×W) | dims | k-NN trained | k-NN random init |\n|---|---|---|---|---|---|")
+    for ref in args.refs:
+        for row in rows_for(ref, data.images, labels, args.val, args.seed):
+            print(f"| {row['ref']} | {row['stage']} | {row['map']} | {row['dims']} | {row['trained']:.4f} "
+                  f"| {row['random']:.4f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
