@@ -1,7 +1,10 @@
 """Which stage of a trained CNN reads out best for k-NN, against the same stages of a random-init twin.
 
-    python -m benchmarks.readout_layers simclr dino            # the shipped encoders
-    python -m benchmarks.readout_layers simclr --val 5000 --threads 2
+    python -m benchmarks.readout_layers runs/zoo/train/simclr runs/zoo/train/dino   # make zoo's runs
+    python -m benchmarks.readout_layers my-encoder --val 5000 --threads 2             # a registry entry
+
+A training run folder gives its whole trained backbone (its last checkpoint, before any readout), so
+the stages a shipped entry dropped can still be compared.
 
 For each registry reference, every stage's whole feature map (timm's ``forward_intermediates``: 0 is
 the stem before its max-pool, 1..4 are ``layer1``..``layer4``, the numbering of ``model.readout_stages``;
@@ -16,13 +19,18 @@ something about training where it beats both.
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
 import zoo
+from training.checkpoint import STATE, latest_checkpoint
 from training.evaluate import knn_accuracy, pixel_features
+from training.run import load_training_data, new_method, saved_recipe
 from zoo.data import load_dataset
 from zoo.encoders import ImageEncoder
 from zoo.preprocess import preprocess_uint8
@@ -42,6 +50,22 @@ def stage_features(encoder: ImageEncoder, images: np.ndarray, batch_size: int = 
     return [torch.cat([c[i] for c in chunks]).numpy() for i in range(len(chunks[0]))]
 
 
+def load_encoder(ref: str) -> ImageEncoder:
+    """A registry entry, or the whole backbone of a training run folder's last checkpoint."""
+    run = Path(ref)
+    if not (run / "recipe.yaml").is_file():
+        return zoo.load(ref)
+    folder = latest_checkpoint(run)
+    if folder is None:
+        raise SystemExit(f"{run} has no checkpoint yet")
+    recipe = saved_recipe(run)
+    method = new_method(recipe, load_training_data(recipe))
+    extra = json.loads((folder / STATE).read_text()).get("model_extra", {})
+    method.load_state_dict({**load_file(str(folder / "model.safetensors")), **extra}, strict=True)
+    encoder: ImageEncoder = method.encoder()  # type: ignore[operator]
+    return encoder.cpu().eval()
+
+
 def random_twin(encoder: ImageEncoder, seed: int) -> ImageEncoder:
     """The same architecture and contract with fresh random weights."""
     torch.manual_seed(seed)
@@ -55,7 +79,7 @@ def score(features: np.ndarray, labels: np.ndarray, val: int) -> float:
 
 def rows_for(ref: str, images: np.ndarray, labels: np.ndarray, val: int, seed: int) -> list[dict[str, Any]]:
     """One row per stage: its map shape, the trained k-NN and the random twin's."""
-    trained = zoo.load(ref)
+    trained = load_encoder(ref)
     ours = stage_features(trained, images)
     theirs = stage_features(random_twin(trained, seed), images)
     maps = trained.backbone.forward_intermediates(
@@ -67,7 +91,7 @@ def rows_for(ref: str, images: np.ndarray, labels: np.ndarray, val: int, seed: i
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("refs", nargs="+", help="registry references of CNN encoders")
+    parser.add_argument("refs", nargs="+", help="registry references of CNN encoders, or training run folders")
     parser.add_argument("--data", default="fashion-mnist")
     parser.add_argument("--val", type=int, default=10_000, help="validation images taken from the end of train")
     parser.add_argument("--seed", type=int, default=0, help="seeds the random twins")

@@ -238,6 +238,7 @@ class Trainer:
         if resume and checkpoint is not None:
             state = load_checkpoint(checkpoint, self.method, self.optimizer, rank=self.dist.rank)
             start = int(state["step"])
+            getattr(self.method, "on_resume", lambda *_: None)(start, self.total_steps)
             self.scaler.load_state_dict(state.get("scaler") or {})
             self.monitor.collapsing = bool(state.get("collapsing", False))
             self.skipped_steps = int(state.get("skipped_steps", 0))

@@ -22,6 +22,13 @@ class Method(nn.Module):
     def on_step_end(self, step: int, total_steps: int) -> None:
         """Called after each optimiser step (momentum updates, temperature warm-up)."""
 
+    def on_resume(self, step: int, total_steps: int) -> None:
+        """Called after a checkpoint of ``step`` finished steps is restored, before the next step.
+
+        Schedule values that :meth:`on_step_end` keeps as plain attributes (not in the state_dict) are
+        set here to what they were when the run stopped, so a resumed run continues exactly.
+        """
+
     def encoder(self) -> nn.Module:
         """The encoder to save: an ``ImageEncoder`` (or a ``ClipModel`` for CLIP)."""
         raise NotImplementedError

@@ -95,21 +95,6 @@ class DINO(SSLMethod):
                              **(views or {}))
         self.views = BatchViews(configs, encoder.config.preprocess)
 
-    def get_extra_state(self) -> dict[str, Any]:
-        """The schedule values ``on_step_end`` set for the *next* step, saved with checkpoints.
-
-        A resumed run must start its first step with the teacher temperature, momentum and freeze it had
-        when it stopped, not with the initial ones; they live in the checkpoint's JSON state.
-        """
-        return {"teacher_temp": float(self.teacher_temp), "momentum": float(self.momentum),
-                "last_layer_frozen": bool(self._last_layer_frozen)}
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`get_extra_state` saved."""
-        self.teacher_temp = float(state["teacher_temp"])
-        self.momentum = float(state["momentum"])
-        self._last_layer_frozen = bool(state["last_layer_frozen"])
-
     def _maybe_cancel(self, grad: Tensor) -> Tensor:
         """Zero the last layer's gradient while it is frozen (DINO's ``cancel_gradients_last_layer``)."""
         return torch.zeros_like(grad) if self._last_layer_frozen else grad
@@ -141,10 +126,19 @@ class DINO(SSLMethod):
         return {"loss": loss, "embeddings": embeddings_of(global_features[: len(images)]),
                 "teacher_temp": scalar(self.teacher_temp, loss), "momentum": scalar(self.momentum, loss)}
 
-    def on_step_end(self, step: int, total_steps: int) -> None:
-        """Teacher EMA (cosine momentum), τ_t warm-up, and the end of the last layer's freeze."""
+    def _set_schedules(self, step: int, total_steps: int) -> None:
+        """Momentum, τ_t and the last layer's freeze as they stand after ``step`` (0-based) finished."""
         self.momentum = cosine_schedule(step, total_steps, self.base_momentum, 1.0)
-        update_momentum(self.backbone, self.teacher_backbone, self.momentum)
-        update_momentum(self.head, self.teacher_head, self.momentum)
         self.teacher_temp = self.criterion.teacher_temperature(step, total_steps)
         self._last_layer_frozen = step < self.freeze_last_layer * total_steps
+
+    def on_step_end(self, step: int, total_steps: int) -> None:
+        """Teacher EMA (cosine momentum), τ_t warm-up, and the end of the last layer's freeze."""
+        self._set_schedules(step, total_steps)
+        update_momentum(self.backbone, self.teacher_backbone, self.momentum)
+        update_momentum(self.head, self.teacher_head, self.momentum)
+
+    def on_resume(self, step: int, total_steps: int) -> None:
+        """The schedule values the last finished step left (they are functions of the step, not state)."""
+        if step > 0:
+            self._set_schedules(step - 1, total_steps)
