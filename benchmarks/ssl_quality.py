@@ -12,8 +12,9 @@ Calibration and evaluation are not counted in the budget. Evaluation is the regi
 (k=20, T=0.07, cosine) and a logistic-regression probe on standardised features, fitted on the train split
 and scored on the test split, plus alignment/uniformity (Wang & Isola) and effective rank on the test
 split. The same figures are printed for a randomly initialised encoder of each backbone and for raw pixels.
-For CNN backbones the last column is the k-NN of the same weights read out as the whole final feature map
-(``flatten``) instead of its global average: on aligned images it keeps where features fired.
+For CNN backbones the last two columns are the k-NN of the same weights read out as the whole final feature
+map (``flatten``) instead of its global average (on aligned images it keeps where features fired), and as
+the whole map after layer1 (``readout_stages: 1``, the shipped SimCLR's and DINO's readout).
 ``--jobs N`` trains N methods at once, each in its own process with ``--threads`` torch threads (the
 budget is per method and in wall-clock seconds, so say which: 600 s on one core is not 600 s on two).
 Prints a markdown table and writes ``OUT/results.json``.
@@ -77,15 +78,20 @@ def train_one(method: str, args: argparse.Namespace, data: Any) -> dict[str, Any
 
 
 def map_knn(encoder: ImageEncoder, args: argparse.Namespace) -> dict[str, float]:
-    """k-NN with the whole final map as the vector (``flatten``), for CNNs: what global pooling threw away.
+    """k-NN of CNNs read out as a whole map (``flatten``): the final one, and layer1's (stage 1).
 
-    The shipped SimCLR and DINO read their backbones out this way (``model.readout: flatten``).
+    Global pooling throws away where features fired; the last stages are the ones the loss shapes
+    most. The shipped SimCLR and DINO read out layer1's whole map (``readout: flatten``,
+    ``readout_stages: 1``), chosen with ``benchmarks/readout_layers.py``.
     """
     if encoder.config.pooling != "avg":
         return {}
-    flat = with_pooling(encoder, "flatten").eval()
     config = replace(args.eval_config, linear_probe=False, alignment=False)
-    return {"knn_map": evaluate_encoder(flat, *args.eval_data, config, args.seed)["knn_top1"]["value"]}
+    out = {}
+    for key, stages in (("knn_map", None), ("knn_stage1", 1)):
+        read = with_pooling(encoder, "flatten", stages).eval()
+        out[key] = evaluate_encoder(read, *args.eval_data, config, args.seed)["knn_top1"]["value"]
+    return out
 
 
 def backbone_label(recipe: Recipe) -> str:
@@ -121,12 +127,12 @@ def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
 def table(rows: list[dict[str, Any]]) -> str:
     """The rows as a markdown table."""
     head = ("| method | backbone | steps | epochs | img/s | k-NN top-1 | linear top-1 | alignment | uniformity "
-            "| eff. rank | k-NN, whole map |")
-    lines = [head, "|" + "---|" * 11]
+            "| eff. rank | k-NN, whole map | k-NN, layer1 map |")
+    lines = [head, "|" + "---|" * 12]
     for r in rows:
         cells = [_cell(r, k, f) for k, f in (("steps", "d"), ("epochs", ".2f"), ("img_s", ".0f"), ("knn", ".4f"),
                                              ("linear", ".4f"), ("alignment", ".3f"), ("uniformity", ".3f"),
-                                             ("erank", ".1f"), ("knn_map", ".4f"))]
+                                             ("erank", ".1f"), ("knn_map", ".4f"), ("knn_stage1", ".4f"))]
         lines.append(f"| {r['method']} | {r['backbone']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

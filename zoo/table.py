@@ -59,7 +59,7 @@ def percent(value: float | None) -> str:
 
 def _arch(config: EncoderConfig) -> str:
     if config.text is None:
-        readout = [f"stages 1–{config.stages}"] if config.stages else []
+        readout = [f"stem + layer1{f'–{config.stages}' if config.stages > 1 else ''}"] if config.stages else []
         readout += ["whole map"] if config.pooling == "flatten" else []
         return f"`{config.arch}`" + (f" ({', '.join(readout)})" if readout else "")
     return f"`{config.arch}` + `{config.text.arch}`"
