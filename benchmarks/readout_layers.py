@@ -6,9 +6,9 @@
 A training run folder gives its whole trained backbone (its last checkpoint, before any readout), so
 the stages a shipped entry dropped can still be compared.
 
-For each registry reference, every stage's whole feature map (timm's ``forward_intermediates``: 0 is
-the stem before its max-pool, 1..4 are ``layer1``..``layer4``, the numbering of ``model.readout_stages``;
-the map flattened to one vector, as the ``flatten`` readout does) is scored with the
+For each registry reference, every stage's whole feature map (timm's ``forward_intermediates`` 1..4:
+``layer1``..``layer4``, the numbering of ``model.readout_stages``; the map flattened to one vector, as
+the ``flatten`` readout does) is scored with the
 registry's weighted k-NN (k=20, T=0.07, cosine). The scores come from a validation split carved out
 of the dataset's *train* split (the last ``--val`` images; the bank is the rest), so choosing a
 readout here never looks at the test split. Each stage is also scored for a randomly initialised
@@ -38,7 +38,11 @@ from zoo.preprocess import preprocess_uint8
 
 @torch.inference_mode()
 def stage_features(encoder: ImageEncoder, images: np.ndarray, batch_size: int = 500) -> list[np.ndarray]:
-    """Each stage's flattened map ``[N, C·H·W]`` of uint8 ``[N, H, W, C]`` images."""
+    """Each stage's flattened map ``[N, C·H·W]`` of uint8 ``[N, H, W, C]`` images (index 0: the stem).
+
+    The stem's map (before its max-pool) is left out (an empty array): no readout keeps it, and it is
+    the widest by far.
+    """
     backbone = encoder.eval().backbone
     if not hasattr(backbone, "forward_intermediates"):
         raise SystemExit(f"{encoder.config.arch} has no forward_intermediates: a timm CNN is needed")
@@ -46,7 +50,7 @@ def stage_features(encoder: ImageEncoder, images: np.ndarray, batch_size: int = 
     for start in range(0, len(images), batch_size):
         pixels = torch.from_numpy(preprocess_uint8(images[start : start + batch_size], encoder.config.preprocess))
         maps = backbone.forward_intermediates(pixels, intermediates_only=True)
-        chunks.append([m.flatten(1).float() for m in maps])
+        chunks.append([torch.empty(len(m), 0) if i == 0 else m.flatten(1).float() for i, m in enumerate(maps)])
     return [torch.cat([c[i] for c in chunks]).numpy() for i in range(len(chunks[0]))]
 
 
@@ -86,7 +90,7 @@ def rows_for(ref: str, images: np.ndarray, labels: np.ndarray, val: int, seed: i
         torch.zeros(1, *trained.config.preprocess.input_size), intermediates_only=True)
     return [{"ref": ref, "stage": i, "map": "×".join(str(d) for d in m.shape[1:]), "dims": ours[i].shape[1],
              "trained": score(ours[i], labels, val), "random": score(theirs[i], labels, val)}
-            for i, m in enumerate(maps)]
+            for i, m in enumerate(maps) if i > 0]
 
 
 def main() -> None:
