@@ -37,7 +37,12 @@ def test_readme_examples_run_in_order(sslzoo_home: Path, tmp_path: Path):
     assert "zoo.cli" in script and "zoo.load" in script
     path = tmp_path / "readme_examples.py"
     path.write_text(script)
-    result = subprocess.run([sys.executable, str(path)], check=False, capture_output=True, text=True, cwd=README.parent,
+    work = tmp_path / "checkout"  # the repository's files, but its own runs/: outputs of earlier runs must not leak in
+    work.mkdir()
+    for entry in README.parent.iterdir():
+        if entry.name not in {"runs", "artifacts", ".git"}:
+            (work / entry.name).symlink_to(entry)
+    result = subprocess.run([sys.executable, str(path)], check=False, capture_output=True, text=True, cwd=work,
                             env={**os.environ, "SSLZOO_HOME": str(sslzoo_home), "SSLZOO_BUILTIN": "1"},
                             timeout=600)  # as a user has it: the shipped models beside an empty home
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
