@@ -10,8 +10,8 @@ goes to ``runs/zoo/<name>.log``. At the end the zoo table is printed and written
 The orchestrator knows nothing about the recipes' contents: a recipe is a file for ``sslzoo train
 --recipe``, a builder is a command with ``{source}`` for the name to save under.
 
-``--jobs N`` trains N models at once (each its own process with ``--threads`` torch threads, by default
-cores // N); export and ship still go one by one in the list's order, as each training finishes.
+``--jobs N`` trains N models at once (each its own process with ``--threads`` torch threads, 1 by
+default); export and ship still go one by one in the list's order, as each training finishes.
 The thread count is fixed and recorded because float sums, and so the last digits of a fit, depend on it.
 
 Run: ``python scripts/make_zoo.py [--only NAME] [--force] [--jobs N]`` (or ``make zoo ZOO_ARGS="--jobs 2"``).
@@ -299,8 +299,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=1,
                         help="models trained at once (each in its own process); shipping stays in order")
     parser.add_argument("--threads", type=int,
-                        help="torch threads per training (default: $OMP_NUM_THREADS, else cores // jobs); "
-                             "recorded in the shipped provenance, since float sums depend on it")
+                        help="torch threads per training (default 1, what the shipped models were trained with; "
+                             "more is faster but changes the last bits); recorded in the shipped provenance")
     return parser.parse_args(argv)
 
 
@@ -314,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ["SSLZOO_HOME"] = str(args.home)  # ship's probe data and the subprocesses use the scratch home
     if args.jobs < 1 or (args.threads is not None and args.threads < 1):
         raise SystemExit("--jobs and --threads must be at least 1")
-    threads = args.threads or int(os.environ.get("OMP_NUM_THREADS") or max(1, (os.cpu_count() or 1) // args.jobs))
+    threads = args.threads or 1  # the shipped models' setting: a rerun reproduces them bit for bit
     env = {**os.environ, "SSLZOO_HOME": str(args.home), "OMP_NUM_THREADS": str(threads)}
     models = read_models(args.config)
     unknown = set(args.only) - {m.name for m in models}
