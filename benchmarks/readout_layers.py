@@ -36,22 +36,25 @@ from zoo.encoders import ImageEncoder
 from zoo.preprocess import preprocess_uint8
 
 
-@torch.inference_mode()
-def stage_features(encoder: ImageEncoder, images: np.ndarray, batch_size: int = 500) -> list[np.ndarray]:
-    """Each stage's flattened map ``[N, C·H·W]`` of uint8 ``[N, H, W, C]`` images (index 0: the stem).
-
-    The stem's map (before its max-pool) is left out (an empty array): no readout keeps it, and it is
-    the widest by far.
-    """
-    backbone = encoder.eval().backbone
+def readout_stages(encoder: ImageEncoder) -> list[int]:
+    """The stages a readout can keep: timm's feature_info positions after the stem (1 = ``layer1``)."""
+    backbone = encoder.backbone
     if not hasattr(backbone, "forward_intermediates"):
         raise SystemExit(f"{encoder.config.arch} has no forward_intermediates: a timm CNN is needed")
+    return list(range(1, len(getattr(backbone, "feature_info"))))  # noqa: B009
+
+
+@torch.inference_mode()
+def stage_features(encoder: ImageEncoder, images: np.ndarray, stages: list[int],
+                   batch_size: int = 500) -> list[np.ndarray]:
+    """Each of ``stages``' flattened map ``[N, C·H·W]`` of uint8 ``[N, H, W, C]`` images."""
+    backbone = encoder.eval().backbone
     chunks: list[list[torch.Tensor]] = []
     for start in range(0, len(images), batch_size):
         pixels = torch.from_numpy(preprocess_uint8(images[start : start + batch_size], encoder.config.preprocess))
-        maps = backbone.forward_intermediates(pixels, intermediates_only=True)
-        chunks.append([torch.empty(len(m), 0) if i == 0 else m.flatten(1).float() for i, m in enumerate(maps)])
-    return [torch.cat([c[i] for c in chunks]).numpy() for i in range(len(chunks[0]))]
+        maps = backbone.forward_intermediates(pixels, indices=stages, intermediates_only=True)
+        chunks.append([m.flatten(1).float() for m in maps])
+    return [torch.cat([c[i] for c in chunks]).numpy() for i in range(len(stages))]
 
 
 def load_encoder(ref: str) -> ImageEncoder:
@@ -84,13 +87,14 @@ def score(features: np.ndarray, labels: np.ndarray, val: int) -> float:
 def rows_for(ref: str, images: np.ndarray, labels: np.ndarray, val: int, seed: int) -> list[dict[str, Any]]:
     """One row per stage: its map shape, the trained k-NN and the random twin's."""
     trained = load_encoder(ref)
-    ours = stage_features(trained, images)
-    theirs = stage_features(random_twin(trained, seed), images)
+    stages = readout_stages(trained)
+    ours = stage_features(trained, images, stages)
+    theirs = stage_features(random_twin(trained, seed), images, stages)
     maps = trained.backbone.forward_intermediates(
-        torch.zeros(1, *trained.config.preprocess.input_size), intermediates_only=True)
-    return [{"ref": ref, "stage": i, "map": "×".join(str(d) for d in m.shape[1:]), "dims": ours[i].shape[1],
+        torch.zeros(1, *trained.config.preprocess.input_size), indices=stages, intermediates_only=True)
+    return [{"ref": ref, "stage": stage, "map": "×".join(str(d) for d in m.shape[1:]), "dims": ours[i].shape[1],
              "trained": score(ours[i], labels, val), "random": score(theirs[i], labels, val)}
-            for i, m in enumerate(maps) if i > 0]
+            for i, (stage, m) in enumerate(zip(stages, maps, strict=True))]
 
 
 def main() -> None:

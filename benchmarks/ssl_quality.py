@@ -165,13 +165,16 @@ def prepare(args: argparse.Namespace, methods: list[str]) -> Any:
     return data
 
 
+def _timed_row(method: str, args: argparse.Namespace, data: Any) -> dict[str, Any]:
+    """:func:`train_one`'s row plus its wall time with calibration and evaluation."""
+    began = time.perf_counter()
+    return {**train_one(method, args, data), "wall_s": time.perf_counter() - began}
+
+
 def _train_in_worker(method: str, args: argparse.Namespace) -> dict[str, Any]:
     """One method in a worker process (which loads its own copy of the data)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    data = prepare(args, [method])
-    began = time.perf_counter()
-    row = train_one(method, args, data)
-    return {**row, "wall_s": time.perf_counter() - began}
+    return _timed_row(method, args, prepare(args, [method]))
 
 
 def train_all(methods: list[str], args: argparse.Namespace, data: Any) -> list[dict[str, Any]]:
@@ -183,8 +186,7 @@ def train_all(methods: list[str], args: argparse.Namespace, data: Any) -> list[d
     rows: dict[str, dict[str, Any]] = {}
     if args.jobs == 1:
         for method in methods:
-            began = time.perf_counter()
-            rows[method] = {**train_one(method, args, data), "wall_s": time.perf_counter() - began}
+            rows[method] = _timed_row(method, args, data)
             report(rows[method])
     else:
         worker_args = argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in ("eval_data",)})

@@ -106,6 +106,11 @@ def _shown(path: Path) -> str:
     return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
+def _sslzoo() -> str:
+    """The ``sslzoo`` command of the interpreter running this script."""
+    return str(Path(sys.executable).parent / "sslzoo")
+
+
 def run_logged(args: Sequence[str], logfile: Path, env: dict[str, str]) -> None:
     """Run a command with its output appended to ``logfile``; a failure names the log."""
     with open(logfile, "a") as handle:
@@ -205,7 +210,7 @@ def train_one(model: ZooModel, args: argparse.Namespace, env: dict[str, str]) ->
     start = time.perf_counter()
     if model.source in registry.names():
         registry.delete(model.source)  # a fresh scratch entry: versions from older runs must not be shipped
-    sslzoo = str(Path(sys.executable).parent / "sslzoo")
+    sslzoo = _sslzoo()
     if model.recipe is not None:
         out = args.runs / "train" / model.name
         command = [sslzoo, "train", "--recipe", str(model.recipe), "--name", model.source, "--out", str(out),
@@ -237,8 +242,8 @@ def finish_one(model: ZooModel, trained: Trained, args: argparse.Namespace, env:
                 handle.write(verdict + "\n")
             _unship(args.root, model.name)
             return {"name": model.name, "seconds": trained.seconds, "summary": verdict}
-        run_logged([str(Path(sys.executable).parent / "sslzoo"), "export", model.source, "--no-int8"], logfile, env)
-    result = ship_one(model, args, registry, trained, logfile, threads=env.get("OMP_NUM_THREADS"))
+        run_logged([_sslzoo(), "export", model.source, "--no-int8"], logfile, env)
+    result = ship_one(model, args, registry, trained, logfile)
     return {"name": model.name, "seconds": (trained.seconds or 0.0) + time.perf_counter() - start,
             "summary": result}
 
@@ -265,15 +270,14 @@ def build_all(models: Sequence[ZooModel], args: argparse.Namespace, env: dict[st
     return done
 
 
-def ship_one(model: ZooModel, args: argparse.Namespace, registry: Any, trained: Trained, logfile: Path,
-             threads: str | None) -> str:
+def ship_one(model: ZooModel, args: argparse.Namespace, registry: Any, trained: Trained, logfile: Path) -> str:
     """Ship the trained and exported scratch entry; returns the ship summary."""
     from zoo.ship import ship_entry
 
     provenance = {"recipe": _shown(model.recipe) if model.recipe else None,
                   "command": model.command, "sha256": trained.sha,
                   "train_seconds": round(trained.seconds, 1) if trained.seconds is not None else None,
-                  "train_threads": int(threads) if threads and threads.isdigit() else None, "made_by": "make zoo"}
+                  "train_threads": args.threads, "made_by": "make zoo"}
     result = ship_entry(model.source, model.name, root=args.root, registry=registry, provenance=provenance,
                         budget_mb=args.budget_mb)
     with open(logfile, "a") as handle:
@@ -298,7 +302,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--budget-mb", type=float, default=40.0, help="size limit of the whole built-in root")
     parser.add_argument("--jobs", type=int, default=1,
                         help="models trained at once (each in its own process); shipping stays in order")
-    parser.add_argument("--threads", type=int,
+    parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per training (default 1, what the shipped models were trained with; "
                              "more is faster but changes the last bits); recorded in the shipped provenance")
     return parser.parse_args(argv)
@@ -312,10 +316,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.root, args.runs = args.root.resolve(), args.runs.resolve()
     args.runs.mkdir(parents=True, exist_ok=True)
     os.environ["SSLZOO_HOME"] = str(args.home)  # ship's probe data and the subprocesses use the scratch home
-    if args.jobs < 1 or (args.threads is not None and args.threads < 1):
+    if args.jobs < 1 or args.threads < 1:
         raise SystemExit("--jobs and --threads must be at least 1")
-    threads = args.threads or 1  # the shipped models' setting: a rerun reproduces them bit for bit
-    env = {**os.environ, "SSLZOO_HOME": str(args.home), "OMP_NUM_THREADS": str(threads)}
+    env = {**os.environ, "SSLZOO_HOME": str(args.home), "OMP_NUM_THREADS": str(args.threads)}
     models = read_models(args.config)
     unknown = set(args.only) - {m.name for m in models}
     if unknown:
@@ -333,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     build_all(todo, args, env)
     if todo:
         log.info("built %d model(s) in %.0f s (%d at once, %d threads each)", len(todo),
-                 time.perf_counter() - start, args.jobs, threads)
+                 time.perf_counter() - start, args.jobs, args.threads)
     from zoo.table import write_table, zoo_table
 
     table = zoo_table(args.root) if args.no_readme else write_table(args.readme, args.root)
