@@ -75,6 +75,7 @@ from training.clip.captions import build_caption_table, richer_captions
 from training.clip.default import fit_default, test_sets, training_sets
 from training.clip.fast import fit_projections, image_features
 from training.clip.quality import EMOJI_TEMPLATES, Row, evaluate, shapes_tasks
+from training.clip.tail import finetune_tail, stage_inputs
 from training.data import BatchLoader
 from training.methods.clip import Clip
 from zoo import zeroshot as zs
@@ -156,11 +157,13 @@ def family_split(train: ImageDataset, fraction: float, seed: int) -> tuple[np.nd
     return np.flatnonzero(~val), np.flatnonzero(val)
 
 
-def run_locked(train: ImageDataset, args: argparse.Namespace, improved: bool) -> tuple[ClipModel, str]:
+def run_locked(train: ImageDataset, args: argparse.Namespace, improved: bool,
+               tune: bool = False) -> tuple[ClipModel, str]:
     """Both towers locked, linear projections on precomputed features; ``improved`` adds what helped.
 
     The number of fit steps is chosen on a validation split of the *training* families (zero-shot
     macro top-1 on them), never on the held-out evaluation set, then the fit is redone on all of train.
+    ``tune`` then fine-tunes the image trunk's last stages from that fit (:mod:`training.clip.tail`).
     """
     torch.manual_seed(args.seed)
     positives = "label" if improved and train.name == "emoji" else "caption"
@@ -189,7 +192,16 @@ def run_locked(train: ImageDataset, args: argparse.Namespace, improved: bool) ->
                           lr=1e-3, weight_decay=0.05, seed=args.seed)
     note = (f"features {extract:.0f} s ({views} view{'s' * (views > 1)}), {best[1]} fit steps (validation), "
             f"fit {fit.seconds:.0f} s, positives={positives}, captions={'richer' if captions else 'dataset'}")
-    return method.encoder(), note
+    model = method.encoder()
+    if tune:
+        start = time.perf_counter()
+        inputs = stage_inputs(model, train.images, args.tail_from, views=args.tail_views, seed=args.seed)
+        cached = time.perf_counter() - start
+        tuned = finetune_tail(model, table, inputs, caption_features(model, table.texts), args.tail_from,
+                              steps=args.tail_steps, seed=args.seed)
+        note += (f"; stages {args.tail_from}.. fine-tuned {args.tail_steps} steps ({args.tail_views} views "
+                 f"cached in {cached:.0f} s, {tuned.seconds:.0f} s)")
+    return model, note
 
 
 def validation_score(model: ClipModel, val: ImageDataset, feats: torch.Tensor) -> float:
@@ -232,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="shapes,emoji", help="comma-separated: shapes, emoji")
     parser.add_argument("--runs", default="own,lit,locked,locked+",
-                        help="comma-separated: own, lit, locked, locked+, default (the shipped recipe, both sets)")
+                        help="comma-separated: own, lit, locked, locked+, tuned, default (the shipped recipe, both sets)")
     parser.add_argument("--steps", type=int, default=300, help="steps of the from-scratch runs")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=2e-3)
@@ -241,6 +253,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--lite-size", type=int, default=224, help="EfficientNet-Lite0 input size")
     parser.add_argument("--default-size", type=int, default=224, help="default run: EfficientNet-Lite0 input size")
     parser.add_argument("--default-steps", type=int, default=300, help="default run: projection fit steps")
+    parser.add_argument("--tail-from", type=int, default=5, help="tuned: first Lite0 stage fine-tuned")
+    parser.add_argument("--tail-steps", type=int, default=120, help="tuned: fine-tuning steps (256 images each)")
+    parser.add_argument("--tail-views", type=int, default=3, help="tuned: cached views per image (view 0 uncropped)")
     parser.add_argument("--views", type=int, default=1, help="locked+: image views per image (view 0 uncropped)")
     parser.add_argument("--crop-scale", type=float, default=1.0, help="from-scratch runs: smallest crop area")
     parser.add_argument("--fit-steps", type=lambda v: [int(x) for x in v.split(",")], default=[75, 150, 300, 600],
@@ -269,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             if run in ("own", "lit"):
                 model, note = run_scratch(train, "transformer" if run == "own" else "minilm", args)
             else:
-                model, note = run_locked(train, args, improved=run == "locked+")
+                model, note = run_locked(train, args, improved=run != "locked", tune=run == "tuned")
             rows = evaluate(model, test)
             if args.save:
                 metrics = {name: {"value": figures, "dataset": f"{test.name}/{test.split}", "split": test.split,

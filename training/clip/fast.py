@@ -33,12 +33,17 @@ from zoo.text import trim_padding
 log = logging.getLogger(__name__)
 
 
-@torch.inference_mode()
 def image_features(model: ClipModel, images: np.ndarray, views: int = 1, crop_scale: float = 0.8,
                    batch_size: int = 64, seed: int = 0) -> Tensor:
     """Pooled trunk features ``[views, N, F]`` of uint8 ``[N, H, W, C]`` images (view 0 uncropped)."""
     backbone, _ = image_trunk_and_head(model)
-    backbone.eval().to(memory_format=torch.channels_last)
+    backbone.eval().to(memory_format=torch.channels_last)  # outside inference mode: the weights stay trainable
+    with torch.inference_mode():
+        return _image_features(model, backbone, images, views, crop_scale, batch_size, seed)
+
+
+def _image_features(model: ClipModel, backbone: nn.Module, images: np.ndarray, views: int, crop_scale: float,
+                    batch_size: int, seed: int) -> Tensor:
     size = model.config.preprocess.input_size[1:]
     plain = BatchViews([clip_view(size)], model.config.preprocess)
     cropped = BatchViews([clip_view(size, crop_scale)], model.config.preprocess)

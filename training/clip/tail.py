@@ -1,0 +1,152 @@
+"""Fine-tune the last stages of a locked-features CLIP's image trunk (LP-FT), the text tower still locked.
+
+With both towers locked, what the projections can do for emoji is bounded by what ImageNet features
+say about emoji renders. Training the trunk's last stages adapts them to the domain. The frozen early
+stages at full resolution are most of the trunk's cost, so their output is computed once per view
+(:func:`stage_inputs`) and only the tail runs in training. The fit starts from the linear heads of
+:func:`training.clip.fast.fit_projections` (LP-FT: fine-tuning from a fitted head moves the pretrained
+features less than from a random one, which matters for concepts never seen in training).
+
+Batch norms stay frozen (their running statistics are ImageNet's; a few thousand renders would only
+make them noisier). Only timm EfficientNet-style trunks (``conv_stem``, ``blocks``, ``conv_head``) can
+be split this way; others are refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from training.clip.captions import CaptionTable
+from training.clip.fast import FitResult
+from training.methods.clip import clip_view, image_trunk_and_head
+from training.parts.losses.clip import ClipLoss
+from training.parts.views import BatchViews
+from zoo.clip import LOGIT_SCALE_MAX, ClipModel
+from zoo.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def _stages(model: ClipModel, first_trained: int) -> tuple[nn.Module, nn.Sequential, nn.Sequential]:
+    """(backbone, frozen stem + stages before ``first_trained``, trained stages + conv head)."""
+    backbone, _ = image_trunk_and_head(model)
+    if not all(hasattr(backbone, name) for name in ("conv_stem", "bn1", "blocks", "conv_head", "bn2")):
+        raise ConfigError(f"tail fine-tuning needs a timm EfficientNet-style trunk, not {type(backbone).__name__}")
+    if not 1 <= first_trained < len(backbone.blocks):
+        raise ConfigError(f"first_trained must be a stage in 1..{len(backbone.blocks) - 1}, got {first_trained}")
+    head = nn.Sequential(backbone.conv_stem, backbone.bn1, *backbone.blocks[:first_trained])
+    tail = nn.Sequential(*backbone.blocks[first_trained:], backbone.conv_head, backbone.bn2)
+    return backbone, head, tail
+
+
+def stage_inputs(model: ClipModel, images: np.ndarray, first_trained: int, views: int = 1, crop_scale: float = 0.7,
+                 batch_size: int = 32, seed: int = 0) -> Tensor:
+    """bf16 ``[V, N, C, H, W]``: the input of stage ``first_trained`` for every view (view 0 uncropped).
+
+    Views are mild random crops, no flips: a mirrored "leftwards" emoji is a "rightwards" one.
+    """
+    backbone, frozen, _ = _stages(model, first_trained)
+    backbone.eval().to(memory_format=torch.channels_last)  # outside inference mode: the weights stay trainable
+    with torch.inference_mode():
+        return _stage_inputs(model, frozen, images, views, crop_scale, batch_size, seed)
+
+
+def _stage_inputs(model: ClipModel, frozen: nn.Module, images: np.ndarray, views: int, crop_scale: float,
+                  batch_size: int, seed: int) -> Tensor:
+    size = model.config.preprocess.input_size[1:]
+    plain = BatchViews([clip_view(size)], model.config.preprocess)
+    cropped = BatchViews([clip_view(size, crop_scale)], model.config.preprocess)
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for v in range(views):
+        chunks = []
+        for start in range(0, len(images), batch_size):
+            batch = torch.from_numpy(images[start : start + batch_size]).permute(0, 3, 1, 2)
+            (pixels,) = (plain if v == 0 else cropped)(batch, generator)
+            chunks.append(frozen(pixels.contiguous(memory_format=torch.channels_last)).to(torch.bfloat16))
+        out.append(torch.cat(chunks))
+    return torch.stack(out)
+
+
+def record_tuned(model: ClipModel, first_trained: int, steps: int) -> None:
+    """Say in the config which image stages trained, so the model card does not call the tower locked."""
+    info = dict(model.config.extra.get("image_tower", {}))
+    info["trainable"] = (f"stages {first_trained}.. and conv head fine-tuned {steps} steps on frozen earlier "
+                         "stages (batch norms frozen)")
+    model.config = model.config.replace(extra={**model.config.extra, "image_tower": info})
+    model.visual.config = model.config
+
+
+def _pooled(tail: nn.Module, backbone: nn.Module, inputs: Tensor) -> Tensor:
+    return backbone.forward_head(tail(inputs.float().contiguous(memory_format=torch.channels_last)),
+                                 pre_logits=True)
+
+
+def finetune_tail(model: ClipModel, table: CaptionTable, inputs: Tensor, text_feats: Tensor, first_trained: int, *,
+                  steps: int = 120, batch_size: int = 256, lr: float = 1e-3, weight_decay: float = 0.05,
+                  seed: int = 0, image_weights: Tensor | None = None) -> FitResult:
+    """Train stages ``first_trained..`` + conv head, the image head, the text projection and ``logit_scale``.
+
+    Args:
+        model: A pair whose heads were fitted (:func:`~training.clip.fast.fit_projections`); trained in place.
+        table: Captions of the images, in the order of ``inputs``' second axis.
+        inputs: :func:`stage_inputs` of the same ``first_trained``.
+        text_feats: ``[M, F]`` locked text-trunk features of every caption row.
+        first_trained: The first stage that trains (``blocks[first_trained]``), as given to ``stage_inputs``.
+        steps: Optimiser steps (AdamW, cosine decay after a 10% warm-up).
+        batch_size: Images per step.
+        lr: Peak learning rate (one for the stages and the heads: the fitted heads need to move with them).
+        weight_decay: On weight matrices and convolutions.
+        seed: Seeds batches, views and caption choice.
+        image_weights: Optional ``[N]`` sampling weights, as in ``fit_projections``.
+    """
+    backbone, _, tail = _stages(model, first_trained)
+    _, head = image_trunk_and_head(model)
+    projection = model.text.tower.projection
+    trained = [p for m in tail.modules() if not isinstance(m, nn.BatchNorm2d)
+               for p in m.parameters(recurse=False)]
+    for p in backbone.parameters():
+        p.requires_grad_(False)
+    for p in [*trained, head.weight, head.bias, projection.weight]:
+        p.requires_grad_(True)
+    logit_scale = model.logit_scale
+    logit_scale.requires_grad_(True)
+    opt = torch.optim.AdamW([{"params": [*trained, head.weight, projection.weight], "weight_decay": weight_decay},
+                             {"params": [head.bias, logit_scale], "weight_decay": 0.0}], lr=lr)
+    warmup = max(1, steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup)
+                                              * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+    loss_fn = ClipLoss(gather_distributed=False)
+    usable = torch.nonzero(table.has_caption).squeeze(1)
+    weights = (image_weights[usable] if image_weights is not None else torch.ones(len(usable))).double()
+    generator = torch.Generator().manual_seed(seed)
+    backbone.eval()  # frozen batch-norm statistics
+    result, start = FitResult(), time.perf_counter()
+    for step in range(steps):
+        pick = usable[torch.multinomial(weights, min(batch_size, len(usable)), replacement=False, generator=generator)]
+        view = torch.randint(inputs.shape[0], (len(pick),), generator=generator)
+        rows = table.pick(pick, step, seed)
+        image = F.normalize(head(_pooled(tail, backbone, inputs[view, pick])), dim=-1)
+        text = F.normalize(projection(text_feats[rows]), dim=-1)
+        value = loss_fn(image, text, logit_scale.clamp(max=LOGIT_SCALE_MAX).exp(), table.keys[rows])
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+        opt.step()
+        sched.step()
+        result.losses.append(float(value.detach()))
+    with torch.no_grad():
+        logit_scale.clamp_(max=LOGIT_SCALE_MAX)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    record_tuned(model, first_trained, steps)
+    result.scale, result.seconds = float(model.scale().detach()), time.perf_counter() - start
+    log.info("fine-tuned stages %d.. in %.1f s: loss %.3f → %.3f, scale %.1f", first_trained, result.seconds,
+             result.losses[0], result.losses[-1], result.scale)
+    return result
