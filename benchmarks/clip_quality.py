@@ -11,6 +11,10 @@ Runs (each on ``shapes`` and/or ``emoji``):
                  phrasings (:func:`training.clip.captions.emoji_phrasings`: the concept bare and in the
                  prompts' wording). On ``shapes`` it is the same run as ``locked``. ``--views`` adds
                  cropped image views;
+* ``tuned``    — ``locked+``, then EfficientNet-Lite0's last stages (``--tail-from 5``: stages 5–6 and
+                 the conv head, 2.7 M of its 3.4 M trunk parameters) fine-tuned from that fit for
+                 ``--tail-steps`` steps of 256 images, on ``--tail-views`` cached inputs of stage 5 (view 0
+                 plain, the others mild crops), text still locked (:mod:`training.clip.tail`);
 * ``default``  — the shipped recipe (:mod:`training.clip.default`): ``locked+`` fitted once on
                  ``shapes`` + ``emoji`` train together, tested on both held-out sets.
 
@@ -23,6 +27,7 @@ Evaluation never sees training images: ``shapes`` test images (another random st
 Emoji zero-shot is reported per concept (macro) and per image.
 
     nice -n 10 python benchmarks/clip_quality.py --data emoji --runs locked,locked+
+    nice -n 10 python benchmarks/clip_quality.py --data emoji --runs locked+,tuned --threads 2 [--seed 1]
     nice -n 10 python benchmarks/clip_quality.py --runs default
 
 What moved the emoji held-out figure and what did not (shared 2-core machine, Lite0 at 224 px unless

@@ -41,9 +41,9 @@ def _stages(model: ClipModel, first_trained: int) -> tuple[nn.Module, nn.Sequent
         raise ConfigError(f"tail fine-tuning needs a timm EfficientNet-style trunk, not {type(backbone).__name__}")
     if not 1 <= first_trained < len(backbone.blocks):
         raise ConfigError(f"first_trained must be a stage in 1..{len(backbone.blocks) - 1}, got {first_trained}")
-    head = nn.Sequential(backbone.conv_stem, backbone.bn1, *backbone.blocks[:first_trained])
+    frozen = nn.Sequential(backbone.conv_stem, backbone.bn1, *backbone.blocks[:first_trained])
     tail = nn.Sequential(*backbone.blocks[first_trained:], backbone.conv_head, backbone.bn2)
-    return backbone, head, tail
+    return backbone, frozen, tail
 
 
 def stage_inputs(model: ClipModel, images: np.ndarray, first_trained: int, views: int = 1, crop_scale: float = 0.7,
