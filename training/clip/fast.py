@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,25 +40,61 @@ def image_features(model: ClipModel, images: np.ndarray, views: int = 1, crop_sc
     backbone, _ = image_trunk_and_head(model)
     backbone.eval().to(memory_format=torch.channels_last)  # outside inference mode: the weights stay trainable
     with torch.inference_mode():
-        return _image_features(model, backbone, images, views, crop_scale, batch_size, seed)
+        return stack_views(((v, backbone.forward_head(backbone.forward_features(pixels), pre_logits=True).float())
+                            for v, pixels in view_batches(model, images, views, crop_scale, batch_size, seed)), views)
 
 
-def _image_features(model: ClipModel, backbone: nn.Module, images: np.ndarray, views: int, crop_scale: float,
-                    batch_size: int, seed: int) -> Tensor:
+def view_batches(model: ClipModel, images: np.ndarray, views: int, crop_scale: float, batch_size: int,
+                 seed: int) -> Iterator[tuple[int, Tensor]]:
+    """``(view, pixels)`` batches in image order, view by view: view 0 uncropped, the others mild crops."""
     size = model.config.preprocess.input_size[1:]
     plain = BatchViews([clip_view(size)], model.config.preprocess)
     cropped = BatchViews([clip_view(size, crop_scale)], model.config.preprocess)
     generator = torch.Generator().manual_seed(seed)
-    out = []
     for v in range(views):
-        chunks = []
         for start in range(0, len(images), batch_size):
             batch = torch.from_numpy(images[start : start + batch_size]).permute(0, 3, 1, 2)
             (pixels,) = (plain if v == 0 else cropped)(batch, generator)
-            pixels = pixels.contiguous(memory_format=torch.channels_last)  # ~30% faster convolutions on CPU
-            chunks.append(backbone.forward_head(backbone.forward_features(pixels), pre_logits=True).float())
-        out.append(torch.cat(chunks))
-    return torch.stack(out)
+            yield v, pixels.contiguous(memory_format=torch.channels_last)  # ~30% faster convolutions on CPU
+
+
+def stack_views(chunks: Iterator[tuple[int, Tensor]], views: int) -> Tensor:
+    """``[views, N, ...]`` from :func:`view_batches`-ordered ``(view, output)`` chunks."""
+    per_view: list[list[Tensor]] = [[] for _ in range(views)]
+    for v, out in chunks:
+        per_view[v].append(out)
+    return torch.stack([torch.cat(chunks) for chunks in per_view])
+
+
+def train_pairs(table: CaptionTable, text_feats: Tensor, embed_images: Callable[[Tensor, Tensor], Tensor],
+                text_projection: nn.Module, logit_scale: Tensor, opt: torch.optim.Optimizer, *, views: int, steps: int,
+                batch_size: int, warmup: int, seed: int, loss: ClipLoss,
+                image_weights: Tensor | None = None) -> list[float]:
+    """The contrastive loop both fits share; returns the loss of every step.
+
+    Each step draws ``batch_size`` captioned images (weighted by ``image_weights``), one view
+    (``embed_images(view, pick)`` embeds them) and one caption each (:meth:`CaptionTable.pick`), and
+    steps ``opt`` on the symmetric loss, its learning rate on a cosine decay after ``warmup`` steps.
+    """
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup)
+                                              * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+    usable = torch.nonzero(table.has_caption).squeeze(1)
+    weights = (image_weights[usable] if image_weights is not None else torch.ones(len(usable))).double()
+    generator = torch.Generator().manual_seed(seed)
+    losses = []
+    for step in range(steps):
+        pick = usable[torch.multinomial(weights, min(batch_size, len(usable)), replacement=False, generator=generator)]
+        view = torch.randint(views, (len(pick),), generator=generator)
+        rows = table.pick(pick, step, seed)
+        image = F.normalize(embed_images(view, pick), dim=-1)
+        text = F.normalize(text_projection(text_feats[rows]), dim=-1)
+        value = loss(image, text, logit_scale.clamp(max=LOGIT_SCALE_MAX).exp(), table.keys[rows])
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+        opt.step()
+        sched.step()
+        losses.append(float(value.detach()))
+    return losses
 
 
 @torch.inference_mode()
@@ -123,25 +160,11 @@ def fit_projections(model: ClipModel, table: CaptionTable, image_feats: Tensor, 
         params = [img_proj.weight]
     opt = torch.optim.AdamW([{"params": params, "weight_decay": weight_decay},
                              {"params": [img_proj.bias, logit_scale], "weight_decay": 0.0}], lr=lr)
-    warmup = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup)
-                                              * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
-    usable = torch.nonzero(table.has_caption).squeeze(1)
-    weights = (image_weights[usable] if image_weights is not None else torch.ones(len(usable))).double()
-    generator = torch.Generator().manual_seed(seed)
     result, start = FitResult(), time.perf_counter()
-    for step in range(steps):
-        pick = usable[torch.multinomial(weights, min(batch_size, len(usable)), replacement=False, generator=generator)]
-        view = torch.randint(image_feats.shape[0], (len(pick),), generator=generator)
-        rows = table.pick(pick, step, seed)
-        image = F.normalize(img_proj((image_feats[view, pick] - mean) / std), dim=-1)
-        text = F.normalize(txt_proj(text_feats[rows]), dim=-1)
-        value = loss_fn(image, text, logit_scale.clamp(max=LOGIT_SCALE_MAX).exp(), table.keys[rows])
-        opt.zero_grad(set_to_none=True)
-        value.backward()
-        opt.step()
-        sched.step()
-        result.losses.append(float(value.detach()))
+    result.losses = train_pairs(
+        table, text_feats, lambda view, pick: img_proj((image_feats[view, pick] - mean) / std), txt_proj, logit_scale,
+        opt, views=image_feats.shape[0], steps=steps, batch_size=batch_size, warmup=max(1, steps // 20), seed=seed,
+        loss=loss_fn, image_weights=image_weights)
     with torch.no_grad():  # fold the standardisation into the affine head
         result.image_embeddings = F.normalize(img_proj((image_feats[0] - mean) / std), dim=-1)
         weight = img_proj.weight / std

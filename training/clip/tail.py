@@ -15,19 +15,16 @@ be split this way; others are refused.
 from __future__ import annotations
 
 import logging
-import math
 import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from training.clip.captions import CaptionTable
-from training.clip.fast import FitResult
-from training.methods.clip import clip_view, image_trunk_and_head
+from training.clip.fast import FitResult, stack_views, train_pairs, view_batches
+from training.methods.clip import image_trunk_and_head
 from training.parts.losses.clip import ClipLoss
-from training.parts.views import BatchViews
 from zoo.clip import LOGIT_SCALE_MAX, ClipModel
 from zoo.errors import ConfigError
 
@@ -55,24 +52,8 @@ def stage_inputs(model: ClipModel, images: np.ndarray, first_trained: int, views
     backbone, frozen, _ = _stages(model, first_trained)
     backbone.eval().to(memory_format=torch.channels_last)  # outside inference mode: the weights stay trainable
     with torch.inference_mode():
-        return _stage_inputs(model, frozen, images, views, crop_scale, batch_size, seed)
-
-
-def _stage_inputs(model: ClipModel, frozen: nn.Module, images: np.ndarray, views: int, crop_scale: float,
-                  batch_size: int, seed: int) -> Tensor:
-    size = model.config.preprocess.input_size[1:]
-    plain = BatchViews([clip_view(size)], model.config.preprocess)
-    cropped = BatchViews([clip_view(size, crop_scale)], model.config.preprocess)
-    generator = torch.Generator().manual_seed(seed)
-    out = []
-    for v in range(views):
-        chunks = []
-        for start in range(0, len(images), batch_size):
-            batch = torch.from_numpy(images[start : start + batch_size]).permute(0, 3, 1, 2)
-            (pixels,) = (plain if v == 0 else cropped)(batch, generator)
-            chunks.append(frozen(pixels.contiguous(memory_format=torch.channels_last)).to(torch.bfloat16))
-        out.append(torch.cat(chunks))
-    return torch.stack(out)
+        return stack_views(((v, frozen(pixels).to(torch.bfloat16))
+                            for v, pixels in view_batches(model, images, views, crop_scale, batch_size, seed)), views)
 
 
 def record_tuned(model: ClipModel, first_trained: int, steps: int) -> None:
@@ -120,27 +101,12 @@ def finetune_tail(model: ClipModel, table: CaptionTable, inputs: Tensor, text_fe
     logit_scale.requires_grad_(True)
     opt = torch.optim.AdamW([{"params": [*trained, head.weight, projection.weight], "weight_decay": weight_decay},
                              {"params": [head.bias, logit_scale], "weight_decay": 0.0}], lr=lr)
-    warmup = max(1, steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup)
-                                              * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
-    loss_fn = ClipLoss(gather_distributed=False)
-    usable = torch.nonzero(table.has_caption).squeeze(1)
-    weights = (image_weights[usable] if image_weights is not None else torch.ones(len(usable))).double()
-    generator = torch.Generator().manual_seed(seed)
     backbone.eval()  # frozen batch-norm statistics
     result, start = FitResult(), time.perf_counter()
-    for step in range(steps):
-        pick = usable[torch.multinomial(weights, min(batch_size, len(usable)), replacement=False, generator=generator)]
-        view = torch.randint(inputs.shape[0], (len(pick),), generator=generator)
-        rows = table.pick(pick, step, seed)
-        image = F.normalize(head(_pooled(tail, backbone, inputs[view, pick])), dim=-1)
-        text = F.normalize(projection(text_feats[rows]), dim=-1)
-        value = loss_fn(image, text, logit_scale.clamp(max=LOGIT_SCALE_MAX).exp(), table.keys[rows])
-        opt.zero_grad(set_to_none=True)
-        value.backward()
-        opt.step()
-        sched.step()
-        result.losses.append(float(value.detach()))
+    result.losses = train_pairs(
+        table, text_feats, lambda view, pick: head(_pooled(tail, backbone, inputs[view, pick])), projection,
+        logit_scale, opt, views=inputs.shape[0], steps=steps, batch_size=batch_size, warmup=max(1, steps // 10),
+        seed=seed, loss=ClipLoss(gather_distributed=False), image_weights=image_weights)
     with torch.no_grad():
         logit_scale.clamp_(max=LOGIT_SCALE_MAX)
     for p in model.parameters():
