@@ -58,7 +58,8 @@ points over 5 seeds):
   (author names stripped heuristically): val 23.0% / 19.2% top-1 (top-5 up 2–3 points). Not kept, so
   the package is not in the install script.
 
-Fine-tuning the image trunk (``tuned``; same machine, ``--threads 2``, nothing else running for seed 0):
+Fine-tuning the image trunk (``tuned``; same machine, ``--threads 2``, nothing else running for seed 0;
+run at commit d7628bc, before the fits' loop was shared — the same operations in the same order):
 
 | split (``--seed``) | run | macro top-1 | macro top-5 | per image top-1 | i→t R@10 | t→i R@10 |
 |---|---|---|---|---|---|---|
@@ -73,8 +74,8 @@ So the shipped default keeps both towers locked: about 20 more minutes of build 
 In the scratch harness these runs grew out of (fit on the training families less the validation ones,
 one seed each, not kept): training from stage 4 instead of 5 lowered validation (22.6% → 20.5% after
 40 steps) at twice the cost per step; a 10× lower learning rate (1e-4) did not raise it (22.6% →
-21.1%); **unlocking MiniLM's last two layers** (from the locked fit, 150 steps × 512 captions, lr 5e-5, layer-4 states
-cached) moved validation 23.8% → 22.7% and held-out 17.0% → 17.1%: the text side is not the limit;
+21.1%); **unlocking MiniLM's last two layers** (from the locked fit, 150 steps × 512 captions, lr
+5e-5, layer-4 states cached) moved validation 23.8% → 22.7% and held-out 17.0% → 17.1%: the text side is not the limit;
 CLDR keywords (Debian ``unicode-cldr-core``) as extra captions moved held-out by ≤ +1.2 points, and
 also in the zero-shot prompts (descriptions beyond the concept name) to 21.3% from 18.8% (not kept: a
 17 MB package for about a point); a hubness correction at zero-shot time (CSLS against the training

@@ -58,12 +58,12 @@ def view_batches(model: ClipModel, images: np.ndarray, views: int, crop_scale: f
             yield v, pixels.contiguous(memory_format=torch.channels_last)  # ~30% faster convolutions on CPU
 
 
-def stack_views(chunks: Iterator[tuple[int, Tensor]], views: int) -> Tensor:
-    """``[views, N, ...]`` from :func:`view_batches`-ordered ``(view, output)`` chunks."""
+def stack_views(outputs: Iterator[tuple[int, Tensor]], views: int) -> Tensor:
+    """``[views, N, ...]`` from :func:`view_batches`-ordered ``(view, output)`` batches."""
     per_view: list[list[Tensor]] = [[] for _ in range(views)]
-    for v, out in chunks:
+    for v, out in outputs:
         per_view[v].append(out)
-    return torch.stack([torch.cat(chunks) for chunks in per_view])
+    return torch.stack([torch.cat(batches) for batches in per_view])
 
 
 def train_pairs(table: CaptionTable, text_feats: Tensor, embed_images: Callable[[Tensor, Tensor], Tensor],
