@@ -10,6 +10,10 @@ features less than from a random one, which matters for concepts never seen in t
 Batch norms stay frozen (their running statistics are ImageNet's; a few thousand renders would only
 make them noisier). Only timm EfficientNet-style trunks (``conv_stem``, ``blocks``, ``conv_head``) can
 be split this way; others are refused.
+
+Measured in ``benchmarks/clip_quality.py`` (run ``tuned``, two family splits): emoji held-out zero-shot
+top-5 +3.7 / +4.9 points, top-1 +0.7 / +1.2, for about ten minutes on two cores. The shipped default
+does not use it (a point of top-1 is inside the seed spread).
 """
 
 from __future__ import annotations
