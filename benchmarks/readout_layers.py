@@ -41,7 +41,7 @@ def readout_stages(encoder: ImageEncoder) -> list[int]:
     backbone = encoder.backbone
     if not hasattr(backbone, "forward_intermediates"):
         raise SystemExit(f"{encoder.config.arch} has no forward_intermediates: a timm CNN is needed")
-    return list(range(1, len(getattr(backbone, "feature_info"))))  # noqa: B009
+    return list(range(1, len(backbone.feature_info)))
 
 
 @torch.inference_mode()

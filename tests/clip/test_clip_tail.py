@@ -10,21 +10,20 @@ from training.clip.captions import build_caption_table
 from training.clip.fast import fit_projections, image_features, text_features
 from training.clip.tail import finetune_tail, stage_inputs
 from training.methods.clip import Clip
-from zoo.data import load_dataset
+from zoo.data import ImageDataset, load_dataset
 from zoo.errors import ConfigError
 
 TINY_TEXT = {"width": 32, "layers": 1, "heads": 2}
 
 
-def _pair(image: str = "tf_efficientnet_lite0") -> Clip:
+def _pair(ds: ImageDataset, image: str = "tf_efficientnet_lite0") -> Clip:
     torch.manual_seed(0)
-    ds = load_dataset("shapes", "train", n=24, image_size=16)
     return Clip.from_dataset(ds, image=image, embed_dim=16, img_size=32, context_length=12, text_args=TINY_TEXT)
 
 
 def test_cached_stage_inputs_plus_tail_equal_the_whole_trunk() -> None:
-    model = _pair().model.eval()
     ds = load_dataset("shapes", "train", n=24, image_size=16)
+    model = _pair(ds).model.eval()
     whole = image_features(model, ds.images)[0]
     inputs = stage_inputs(model, ds.images, first_trained=5, views=2)
     assert inputs.shape[:2] == (2, 24) and inputs.dtype == torch.bfloat16
@@ -39,9 +38,8 @@ def test_cached_stage_inputs_plus_tail_equal_the_whole_trunk() -> None:
 
 
 def test_finetune_trains_only_the_tail_and_lowers_the_loss() -> None:
-    method = _pair()
-    model = method.model
     ds = load_dataset("shapes", "train", n=24, image_size=16)
+    model = _pair(ds).model
     table = build_caption_table(ds, model.text.tokenizer, 12)
     texts = text_features(model, table)
     fit_projections(model, table, image_features(model, ds.images), texts, steps=5, batch_size=24, lr=1e-2)
@@ -62,6 +60,6 @@ def test_finetune_trains_only_the_tail_and_lowers_the_loss() -> None:
 def test_tail_refuses_other_trunks_and_stages() -> None:
     ds = load_dataset("shapes", "train", n=4, image_size=16)
     with pytest.raises(ConfigError, match="EfficientNet"):
-        stage_inputs(_pair("resnet_narrow").model, ds.images, first_trained=2)
+        stage_inputs(_pair(ds, "resnet_narrow").model, ds.images, first_trained=2)
     with pytest.raises(ConfigError, match="first_trained"):
-        stage_inputs(_pair().model, ds.images, first_trained=7)
+        stage_inputs(_pair(ds).model, ds.images, first_trained=7)
