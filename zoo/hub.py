@@ -9,8 +9,9 @@ A pull:
 
 1. resolves the revision to a commit sha and lists the repo's files (from the cache when offline);
 2. picks the repo's format from the files it declares (:mod:`zoo.hub_formats`: an sslzoo entry, a timm
-   or an open_clip repo) and downloads only the files that format needs — safetensors, JSON, ONNX and
-   Markdown; a repo that offers only pickle weights is refused before anything big is downloaded;
+   or an open_clip repo) and downloads only the files that format needs — safetensors, JSON, ONNX,
+   Markdown, inert images and ``.npz`` arrays (read back without unpickling before anything is
+   registered); a repo that offers only pickle weights is refused before anything big is downloaded;
 3. checks every downloaded file's size and hash against the Hub's own metadata (the LFS sha256 or git
    blob id) and, for sslzoo entries, against ``manifest.json``; a file that fails is removed from the
    cache so that the next pull downloads it again, and nothing is registered;

@@ -1,6 +1,7 @@
 """The repo formats a Hub pull understands, each found by the files a repo declares — never by tensor keys.
 
-* ``sslzoo``: an entry pushed by :func:`zoo.hub.push` (``manifest.json`` + our ``config.json``);
+* ``sslzoo``: an entry's folder (``manifest.json`` + our ``config.json``), pushed by :func:`zoo.hub.push`
+  or uploaded as it is (``hf upload``, ``git push``): the manifest alone says which files make the entry;
 * ``open_clip``: ``open_clip_config.json`` + ``open_clip_model.safetensors`` (image and text towers);
 * ``timm``: timm's ``config.json`` (``architecture``, ``pretrained_cfg``, ``model_args``) + ``model.safetensors``.
 
@@ -16,10 +17,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+import numpy as np
 
 from zoo.catalogue import CatalogueEntry
 from zoo.config import EncoderConfig, PreprocessConfig
@@ -30,8 +34,11 @@ from zoo.registry import CARD, CONFIG, Entry, Registry, read_config
 log = logging.getLogger(__name__)
 JsonReader = Callable[[str], Any]
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".tar")
-#: File types a pull may download: weights as safetensors, ONNX graphs, and inert text or images.
-SAFE_SUFFIXES = (".safetensors", ".json", ".onnx", ".md", ".txt", ".png", ".jpg", ".jpeg", ".svg", ".yaml", ".yml")
+#: NumPy arrays (a shipped entry's ``golden.npz``): safe only as long as nothing unpickles them, see check_arrays.
+ARRAY_SUFFIXES = (".npz",)
+#: File types a pull may download: weights as safetensors, ONNX graphs, plain arrays, inert text or images.
+SAFE_SUFFIXES = (".safetensors", ".json", ".onnx", ".md", ".txt", ".png", ".jpg", ".jpeg", ".svg", ".yaml", ".yml",
+                 *ARRAY_SUFFIXES)
 _TIMM_POOL_TO_CONTRACT = {"token": "cls", "avg": "mean"}
 
 
@@ -111,6 +118,27 @@ def choose(files: set[str], read_json: JsonReader, requested: str | None, repo_i
                       f"model.safetensors; its files: {sorted(files)[:12]}")
 
 
+def check_arrays(folder: Path, names: Iterable[str], repo_id: str) -> None:
+    """Refuse any downloaded ``.npz`` that numpy cannot read without unpickling.
+
+    NumPy stores object arrays as pickles inside the same files, and ``np.load`` unpickles them for any
+    reader that passes ``allow_pickle=True``. Reading every array here with ``allow_pickle=False`` means
+    a pulled entry only ever holds plain numeric arrays, whoever opens its files later and however.
+    """
+    for name in names:
+        if not name.endswith(ARRAY_SUFFIXES):
+            continue
+        try:
+            loaded = np.load(folder / name, allow_pickle=False)
+            if not isinstance(loaded, np.ndarray):  # an archive of arrays, each read to the end
+                with loaded:
+                    for key in loaded.files:
+                        loaded[key]  # reading each array to the end is the check
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise UnsafeWeightsError(f"{repo_id}: {name} is not a plain-array file numpy reads without "
+                                     f"unpickling ({exc}); sslzoo never unpickles a download") from exc
+
+
 def _card_data(folder: Path) -> dict[str, Any]:
     """The model card's front matter (licence, datasets), if the repo has one."""
     if not (folder / CARD).is_file():
@@ -148,7 +176,7 @@ def with_hub(config: EncoderConfig, context: Context) -> EncoderConfig:
 # -- sslzoo ----------------------------------------------------------------------------------------
 @register_format
 class SslzooFormat:
-    """An entry pushed by sslzoo: every file in its manifest, verified against it."""
+    """An sslzoo entry's folder, however it was uploaded: every file in its manifest, verified against it."""
 
     name = "sslzoo"
 
@@ -173,6 +201,7 @@ class SslzooFormat:
 
     def register(self, context: Context, name: str, registry: Registry) -> Entry:
         manifest = verify_manifest(context.folder)
+        check_arrays(context.folder, manifest["files"], context.repo_id)
         config = with_hub(read_config(context.folder), context)
         files = {n: (context.folder / n).read_bytes() for n in manifest["files"] if n != CONFIG}
         files[CONFIG] = json.dumps(config.to_dict(), indent=2, sort_keys=True).encode()
