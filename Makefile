@@ -5,24 +5,25 @@ STAMP := $(VENV)/.installed
 PORT ?= 3000
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install test test-fast lint serve default-model zoo contact-sheet clean
+.PHONY: install test test-fast lint serve bento default-model zoo contact-sheet clean
 
 $(PY):
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml scripts/install-system-data.sh | $(PY)
+$(STAMP): pyproject.toml constraints.txt scripts/install-system-data.sh | $(PY)
 	bash scripts/install-system-data.sh
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv and install sslzoo with its dev tools and the Debian data packages
+# dev pulls in every extra (torch, export, train, serve); constraints.txt holds the versions tested with.
+install: $(STAMP)  ## create .venv and install sslzoo with every extra, its dev tools and the Debian data packages
 
 test: install  ## install, then run the whole test suite
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -rs
 
 test-fast: install  ## the suite without tests marked slow
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -rs -m "not slow"
 
 lint: install  ## ruff (with docstring rules), mypy on zoo/, import-linter layers, deptry
 	$(VENV)/bin/ruff check .
@@ -39,6 +40,10 @@ default-model: install  ## build the default CLIP offline (a few minutes, once) 
 serve: default-model  ## install, build the default model if missing, then serve it on port $(PORT)
 	$(PY) -m service.default_model
 	$(VENV)/bin/bentoml serve . --port $(PORT)
+
+bento: install  ## import the served entries into BentoML's model store, then build the Bento that carries them
+	$(PY) -m service.import_models
+	$(VENV)/bin/bentoml build .
 
 zoo: install  ## retrain, export and ship the built-in models of training/recipes/zoo.yaml, then the README table
 	$(PY) scripts/make_zoo.py $(ZOO_ARGS)

@@ -15,6 +15,7 @@ from zoo.errors import (
     DataError,
     DatasetNotAvailableError,
     ManifestError,
+    MissingExtraError,
     RefError,
     SslzooError,
     UnknownNameError,
@@ -39,13 +40,16 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        from zoo.extras import needs_extra
+
+        with needs_extra(f"zoo.{name}"):
+            return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'zoo' has no attribute {name!r}")
 
 
 __all__ = [
     "ClipModel", "ConfigError", "DataError", "DatasetNotAvailableError", "EncoderConfig", "Entry",
-    "ImageEncoder", "ManifestError", "PreprocessConfig", "RefError", "Registry", "SslzooError", "TextConfig",
-    "TextEncoder", "UnknownNameError", "UnsafeWeightsError", "alias", "build_clip", "build_encoder", "delete",
-    "info", "list", "list_models", "load", "locate", "save", "save_files", "sslzoo_home",
+    "ImageEncoder", "ManifestError", "MissingExtraError", "PreprocessConfig", "RefError", "Registry", "SslzooError",
+    "TextConfig", "TextEncoder", "UnknownNameError", "UnsafeWeightsError", "alias", "build_clip", "build_encoder",
+    "delete", "info", "list", "list_models", "load", "locate", "save", "save_files", "sslzoo_home",
 ]

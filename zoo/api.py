@@ -15,6 +15,7 @@ from typing import Any
 from zoo.card import render_card
 from zoo.config import EncoderConfig
 from zoo.errors import RefError, UnknownNameError, UnsafeWeightsError
+from zoo.extras import needs_extra
 from zoo.refs import parse_ref
 from zoo.registry import CARD, CONFIG, Entry, Registry
 
@@ -40,7 +41,8 @@ def locate(ref: str | Path, registry: Registry | None = None) -> Entry:
             from zoo import hub
         except ImportError:
             raise RefError(f"{parsed}: Hub support is not available in this installation") from None
-        return hub.pull(str(parsed), registry=registry)  # type: ignore[attr-defined,no-any-return]
+        with needs_extra(f"pulling {parsed}"):  # timm and open_clip checkpoints are converted with torch
+            return hub.pull(str(parsed), registry=registry)  # type: ignore[attr-defined,no-any-return]
     path = Path(parsed.target).expanduser()
     if path.suffix in PICKLE_SUFFIXES:
         raise _pickle_refusal(path)
@@ -66,7 +68,8 @@ def backends() -> dict[str, EntryPoint]:
 
 def _backend(name: str) -> Backend:
     if name == "torch":
-        from zoo.torch_backend import load_torch
+        with needs_extra("the torch backend"):
+            from zoo.torch_backend import load_torch
 
         return load_torch
     point = backends().get(name)
@@ -102,7 +105,8 @@ def save(model: Any, name: str, *, aliases: tuple[str, ...] = (), extra_files: M
         figures: Captions → file names among ``extra_files``, shown in the model card.
         registry: Defaults to the one under ``$SSLZOO_HOME``.
     """
-    from zoo.torch_backend import model_files
+    with needs_extra("zoo.save"):
+        from zoo.torch_backend import model_files
 
     files = model_files(model)
     return save_files(name, model.config, {**files, **(extra_files or {})}, figures=figures,

@@ -18,6 +18,7 @@ from typing import Any
 
 import zoo
 from zoo.errors import SslzooError
+from zoo.extras import needs_extra
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -198,7 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args.func(args) or 0)
+        with needs_extra(f"sslzoo {args.command}"):
+            return int(args.func(args) or 0)
     except SslzooError as exc:
         print(f"sslzoo {args.command}: error: {exc}", file=sys.stderr)
         return 2

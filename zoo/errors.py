@@ -40,3 +40,7 @@ class DatasetNotAvailableError(SslzooError):
 
 class DataError(SslzooError, ValueError):
     """Input data that cannot be used: an empty folder, no readable images, bad captions."""
+
+
+class MissingExtraError(SslzooError, ImportError):
+    """A feature whose optional dependencies are not installed; the message names the pip extra to add."""
