@@ -1,20 +1,32 @@
 """An ASGI middleware that checks every request body before BentoML parses it.
 
-It does four things, each of which must happen before the body reaches an endpoint:
+It does six things, each of which must happen before the body reaches an endpoint:
 
 - refuses bodies over ``max_request_bytes`` with 413 (from ``Content-Length``, or while reading);
-- refuses media types other than JSON and multipart with 415 (BentoML would guess JSON and fail);
+- refuses media types other than JSON and multipart with 415 (BentoML would guess JSON and fail), and
+  a multipart type without a usable boundary with 400, from the headers alone;
 - requires the API key on write endpoints when ``SSLZOO_API_KEY`` is set (401);
+- reads the whole body with a pause limit (``body_timeout_s``): a body shorter than its
+  ``Content-Length``, or a chunked body without its last chunk, is answered 400 once the client
+  goes quiet, instead of holding the connection (and a graceful shutdown) until the traffic timeout;
+- refuses a JSON body that does not even start like an object (a multipart body sent as JSON);
 - turns ``multipart/form-data`` into the JSON the endpoints take: each uploaded file becomes a
   ``data:`` URI in a list under its field name, other fields are parsed as JSON when they are JSON.
   BentoML's own multipart handling would fetch URLs given in file fields and 500 on failures.
+
+Every refusal is a JSON error sent with ``Connection: close``: the client may still be sending a body
+nobody will read. Whatever happens below, each request gets an answer: BentoML's timeout middleware
+(outside this one) waits for the first byte of a response, so an exception that escaped without one
+used to hold the request for the full traffic timeout and then fail with a bare 500.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -22,7 +34,14 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 
-from service.errors import error_body
+from service.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    ServiceError,
+    Unauthorized,
+    UnsupportedMediaType,
+    error_body,
+)
 from service.images import encode_data_uri
 from service.settings import Settings
 
@@ -36,20 +55,24 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 WRITE_PATHS = frozenset({"/index/add", "/index/delete", "/index/drop", "/label_sets"})
 MAX_FILES = 256
 MAX_FIELDS = 64
+MAX_BOUNDARY = 70  # RFC 2046, section 5.1.1
+ACCEPTED = ("application/json", "multipart/form-data")
+_NOT_SPACE = re.compile(rb"[^ \t\r\n]")  # JSON's whitespace is these four
 
 
-class _Refused(Exception):
-    def __init__(self, status: int, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.kind, self.message = status, kind, message
+class _Internal(ServiceError):
+    """Something below the guard failed without answering: said as a 500, never left hanging."""
+
+    status, kind = 500, "internal"
 
 
-async def _reply(send: Send, status: int, kind: str, message: str) -> None:
-    body = json.dumps(error_body(status, kind, message)).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if status == 401:
+async def _reply(send: Send, error: ServiceError) -> None:
+    body = json.dumps(error_body(error.status, error.kind, error.message)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"connection", b"close")]
+    if error.status == 401:
         headers.append((b"www-authenticate", b"Bearer"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -60,34 +83,90 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def parse_media_type(header: str) -> tuple[str, dict[str, str]]:
+    """``(media type, parameters)`` of a ``Content-Type`` header, names lower-cased, quotes removed."""
+    media, *rest = header.split(";")
+    params = {}
+    for param in rest:
+        name, sep, value = param.partition("=")
+        if sep:
+            params[name.strip().lower()] = value.strip().strip('"')
+    return media.strip().lower(), params
+
+
+def check_media_type(header: str | None) -> tuple[str, str | None]:
+    """``(media type, multipart boundary)`` of an accepted ``Content-Type``; a clear error otherwise.
+
+    The boundary is checked here, before the body is read, so a multipart type without one is refused
+    at once (the form parser below would only find out after the whole body arrived).
+    """
+    media, params = parse_media_type(header or "application/json")
+    if media not in ACCEPTED:
+        raise UnsupportedMediaType(f"Content-Type {media!r} is not accepted; send application/json or "
+                                   "multipart/form-data")
+    if media != "multipart/form-data":
+        return media, None
+    boundary = params.get("boundary", "")
+    if not 0 < len(boundary) <= MAX_BOUNDARY or boundary.endswith(" "):
+        found = (f"boundary {boundary!r} breaks RFC 2046: 1 to {MAX_BOUNDARY} characters, no trailing space"
+                 if boundary else "it has no boundary")
+        raise BadRequest(f"Content-Type multipart/form-data needs a boundary parameter ({found}): send "
+                         "'multipart/form-data; boundary=<token>' as HTTP clients do for file uploads, "
+                         "or a JSON body as application/json")
+    return media, boundary
+
+
 class RequestGuard:
-    """Size, media type, API key and multipart handling for every request with a body."""
+    """Size, media type, API key, body completeness and multipart handling for every request with a body."""
 
     def __init__(self, app: ASGIApp, settings: Settings | None = None) -> None:
         self.app = app
         self.settings = settings or Settings.from_env()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope.get("method") in ("POST", "PUT", "PATCH"):
+            try:
+                self._authorise(scope)
+                _, boundary = check_media_type(_header(scope, b"content-type"))
+                body = await self._read(scope, receive)
+                if boundary is None:
+                    _check_json_object(body)
+                else:
+                    body = await self._multipart_to_json(scope, body, boundary)
+                    scope = {**scope, "headers": [(k, v) for k, v in scope["headers"]
+                                                  if k.lower() not in (b"content-type", b"content-length")]
+                             + [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]}
+            except ServiceError as refused:
+                log.info("request refused (%d): %s", refused.status, refused.message)
+                await _reply(send, refused)
+                return
+            receive = _replay(body, receive)
+        await self._answered(scope, receive, send)
+
+    async def _answered(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app; if it fails or returns before starting a response, answer 500 in its place."""
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
         try:
-            self._authorise(scope)
-            media = (_header(scope, b"content-type") or "application/json").split(";")[0].strip().lower()
-            if media not in ("application/json", "multipart/form-data"):
-                raise _Refused(415, "unsupported_media_type",
-                               f"Content-Type {media!r} is not accepted; send application/json or multipart/form-data")
-            body = await self._read(scope, receive)
-            if media == "multipart/form-data":
-                body = await self._multipart_to_json(scope, body)
-                scope = {**scope, "headers": [(k, v) for k, v in scope["headers"]
-                                              if k.lower() not in (b"content-type", b"content-length")]
-                         + [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]}
-        except _Refused as refused:
-            log.info("request refused (%d): %s", refused.status, refused.message)
-            await _reply(send, refused.status, refused.kind, refused.message)
+            await self.app(scope, receive, tracked)
+        except Exception:
+            if started:
+                raise
+            log.exception("%s %s failed before answering", scope.get("method"), scope.get("path"))
+            await _reply(send, _Internal("an unexpected error occurred; the server log has the traceback"))
             return
-        await self.app(scope, _replay(body, receive), send)
+        if not started:
+            log.error("%s %s returned without a response", scope.get("method"), scope.get("path"))
+            await _reply(send, _Internal("the request ended without a response; the server log has details"))
 
     def _authorise(self, scope: Scope) -> None:
         key = self.settings.api_key
@@ -98,35 +177,44 @@ class RequestGuard:
         if bearer.lower().startswith("bearer "):
             given = bearer[7:].strip()
         if given is None or not hmac.compare_digest(given.encode(), key.encode()):
-            raise _Refused(401, "unauthorized", f"{scope.get('path')} needs the API key: send "
-                           "'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+            raise Unauthorized(f"{scope.get('path')} needs the API key: send "
+                               "'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
 
     async def _read(self, scope: Scope, receive: Receive) -> bytes:
+        """The whole body, refused when too large, or when the client pauses or leaves before its end."""
         limit = self.settings.max_request_bytes
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise _Refused(413, "too_large", f"request body of {declared} bytes; the limit is {limit} bytes")
+            raise PayloadTooLarge(f"request body of {declared} bytes; the limit is {limit} bytes")
         chunks, size = [], 0
+        pause = self.settings.body_timeout_s
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), pause)
+            except TimeoutError:
+                raise BadRequest(_incomplete(size, declared, f"no data for {pause:g} s")) from None
             if message["type"] == "http.disconnect":
-                break
+                # Nobody reads the answer, but BentoML's timeout middleware waits for one.
+                raise BadRequest(_incomplete(size, declared, "the client disconnected"))
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise _Refused(413, "too_large", f"request body over {limit} bytes")
+                raise PayloadTooLarge(f"request body over {limit} bytes")
             chunks.append(chunk)
             if not message.get("more_body", False):
-                break
-        return b"".join(chunks)
+                return b"".join(chunks)
 
     @staticmethod
-    async def _multipart_to_json(scope: Scope, body: bytes) -> bytes:
-        request = Request(scope, _replay(body, None))
+    async def _multipart_to_json(scope: Scope, body: bytes, boundary: str) -> bytes:
+        if b"--" + boundary.encode("latin-1") + b"--" not in body:
+            raise BadRequest(f"malformed multipart body: no closing boundary '--{boundary}--' (a truncated "
+                             "upload, or a body that is not multipart)")
+        # Without "app" in the scope, Starlette raises its parser's error instead of an HTTPException.
+        request = Request({"type": "http", "headers": scope["headers"]}, _replay(body, None))
         try:
             form = await request.form(max_files=MAX_FILES, max_fields=MAX_FIELDS)
         except (MultiPartException, ValueError, KeyError, AssertionError) as exc:
-            raise _Refused(400, "invalid_request", f"malformed multipart body: {exc}") from None
+            raise BadRequest(f"malformed multipart body: {exc}") from None
         data: dict[str, Any] = {}
         try:
             for key, value in form.multi_items():
@@ -146,6 +234,25 @@ class RequestGuard:
         finally:
             await form.close()
         return json.dumps(data).encode()
+
+
+def _check_json_object(body: bytes) -> None:
+    """Refuse a JSON body that cannot be the object every endpoint takes, naming what it looks like.
+
+    Only the first byte is read (the full parse is BentoML's); this catches a multipart body sent as
+    JSON, which BentoML would report only as "1 validation error for Input".
+    """
+    found = _NOT_SPACE.search(body)  # no copy of a large body, unlike bytes.lstrip
+    head = body[found.start():found.start() + 16] if found else b""
+    if head[:1] != b"{":
+        looks = f"it starts with {head!r}" if head else "it is empty"
+        hint = " (multipart, by the look of it: send its multipart Content-Type)" if head[:2] == b"--" else ""
+        raise BadRequest(f"the body must be a JSON object; {looks}{hint}")
+
+
+def _incomplete(size: int, declared: str | None, why: str) -> str:
+    expected = f"of the {declared} bytes its Content-Length announced" if declared else "(chunked, no last chunk)"
+    return f"incomplete request body: {why} after {size} bytes {expected}"
 
 
 def _replay(body: bytes, receive: Receive | None) -> Receive:

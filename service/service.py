@@ -18,7 +18,9 @@ from starlette.responses import Response
 
 from service.errors import json_errors, json_response, openai_errors
 from service.http_guard import RequestGuard
+from service.models import references
 from service.page import install_page
+from service.settings import Settings
 
 log = logging.getLogger("sslzoo.service")
 reads = FastAPI(title="sslzoo", docs_url=None, redoc_url=None, openapi_url=None)
@@ -39,22 +41,24 @@ class SslzooService:
         from service.index import LocalIndexStore
         from service.indexing import Indexer
         from service.labelsets import LabelSetStore
+        from service.models import packed_roots
         from service.projection import Projector
         from service.runtime import ModelRuntime
-        from service.settings import Settings
+        from zoo.registry import Registry, default_readonly_roots
 
         logging.getLogger("sslzoo").setLevel(logging.INFO)  # BentoML's handlers print it
         self.settings = Settings.from_env()
-        self.runtime = ModelRuntime(self.settings)
+        packed = packed_roots(SslzooService.bento, REFERENCES)  # type: ignore[attr-defined]  # a bentoml.Service
+        self.runtime = ModelRuntime(self.settings, Registry(readonly_roots=(*packed, *default_readonly_roots())))
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.embedder = Embedder(self.runtime, self.settings, LabelSetStore(self.settings.data_dir / "label_sets.json"))
         store = LocalIndexStore(self.settings.data_dir / "indexes", self.settings.snapshot_every,
                                 self.settings.intra_op_threads)
         self.indexer = Indexer(store, self.embedder, self.settings)
         self.projector = Projector(self.indexer)
-        log.info("sslzoo service: registry %s, data %s, default model %r, backend %s, %d intra-op thread(s), "
-                 "API key %s", self.runtime.registry.home, self.settings.data_dir, self.settings.default_model,
-                 self.settings.backend, self.settings.intra_op_threads,
+        log.info("sslzoo service: registry %s (+%d packed model(s)), data %s, default model %r, backend %s, "
+                 "%d intra-op thread(s), API key %s", self.runtime.registry.home, len(packed), self.settings.data_dir,
+                 self.settings.default_model, self.settings.backend, self.settings.intra_op_threads,
                  "required for writes" if self.settings.api_key else "off")
         self.runtime.preload(None)
 
@@ -213,4 +217,7 @@ class SslzooService:
         return json_response({"object": "list", "data": data})
 
 
+# The served entries as BentoML models: `bentoml build` packs them, `bentoml serve .` resolves them first.
+REFERENCES = references(Settings.from_env())
+SslzooService.models.extend(REFERENCES)  # type: ignore[attr-defined]  # the Service's list, not the GET /models route
 SslzooService.add_asgi_middleware(RequestGuard)  # type: ignore[attr-defined]  # a bentoml.Service, not a class

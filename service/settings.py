@@ -21,11 +21,15 @@ class Settings:
 
     Attributes:
         default_model: Registry reference served when a request names no model.
+        models: More registry references the service serves, comma-separated; ``bentoml build`` packs
+            them beside the default (a request may name any registry entry, packed or not).
         data_dir: Where indexes and label sets live (``$SSLZOO_HOME/service`` by default).
         api_key: When set, write endpoints need it as ``Authorization: Bearer <key>`` or ``X-API-Key``.
         backend: ``auto`` (ONNX when the entry has ``model.onnx``, else torch), ``onnx`` or ``torch``.
         precision: ONNX precision, ``fp32`` or ``int8`` (used when the export wrote it, else fp32).
         max_request_bytes: Larger bodies are refused with 413 before they are parsed.
+        body_timeout_s: Longest pause while a request body arrives; a body that stops short of its
+            ``Content-Length`` (or of its last chunk) is answered 400 after it, and its connection closed.
         max_image_pixels: Larger images are refused with 413 from their header, before decoding.
         min_image_side: Smaller images are refused with 400 (an upscaled speck has no content).
         max_items: Most images, texts or vectors in one request.
@@ -40,11 +44,13 @@ class Settings:
     """
 
     default_model: str = "default"
+    models: str = ""
     data_dir: Path = Path()
     api_key: str | None = None
     backend: str = "auto"
     precision: str = "fp32"
     max_request_bytes: int = 32 * MIB
+    body_timeout_s: float = 0.5
     max_image_pixels: int = 25_000_000
     min_image_side: int = 8
     max_items: int = 256
@@ -54,6 +60,11 @@ class Settings:
     max_models: int = 4
     zeroshot_cache: int = 64
     snapshot_every: int = 10_000
+
+    def served_refs(self) -> tuple[str, ...]:
+        """The default model, then the other served references, each once."""
+        extra = (ref.strip() for ref in self.models.split(","))
+        return tuple(dict.fromkeys([self.default_model, *(ref for ref in extra if ref)]))
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
