@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 3000
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install test test-fast lint serve bento default-model zoo contact-sheet clean
+.PHONY: install test test-fast mutants lint serve bento default-model zoo contact-sheet clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -24,6 +24,9 @@ test: install  ## install, then run the whole test suite
 
 test-fast: install  ## the suite without tests marked slow
 	$(PY) -m pytest -q -rs -m "not slow"
+
+mutants: install  ## plant known bugs (scripts/mutants.py), each in a scratch copy, and check that their tests fail
+	$(PY) scripts/mutants.py
 
 lint: install  ## ruff (with docstring rules), mypy on zoo/, import-linter layers, deptry
 	$(VENV)/bin/ruff check .

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -80,3 +81,33 @@ def test_make_zoo_trains_exports_ships_and_resumes(tmp_path, monkeypatch, capsys
         make_zoo.main([*args, "--only", "nope"])
     with pytest.raises(SystemExit, match="at least 1"):
         make_zoo.main([*args, "--jobs", "0"])
+
+
+GATED_BUILDER = """\
+import sys
+import zoo
+from zoo.encoders import build_encoder
+
+encoder = build_encoder("resnet_narrow", img_size=16, in_chans=1, method="simclr")
+knn = {"value": float(sys.argv[2]), "dataset": "digits", "split": "test"}
+encoder.config = encoder.config.replace(data="digits", metrics={"knn_top1": knn})
+zoo.save(encoder, sys.argv[1])
+"""
+
+
+def test_pixel_gate_refuses_what_does_not_beat_raw_pixels(tmp_path, monkeypatch):
+    """``beat_pixels``: an entry below raw pixels' k-NN on its own split is not shipped; one above is."""
+    make_zoo = _load_make_zoo()
+    (tmp_path / "build.py").write_text(GATED_BUILDER)
+    command = f"python {tmp_path / 'build.py'} {{source}}"
+    (tmp_path / "zoo.yaml").write_text(
+        f"models:\n  - name: weak\n    command: {command} 0.5\n    beat_pixels: knn_top1\n"
+        f"  - name: strong\n    command: {command} 0.9999\n    beat_pixels: knn_top1\n")
+    root, runs = tmp_path / "root", tmp_path / "runs"
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    args = ["--config", str(tmp_path / "zoo.yaml"), "--root", str(root), "--runs", str(runs), "--no-readme"]
+    assert make_zoo.main(args) == 0
+    assert [e.name for e in builtin_entries(root)] == ["strong"]
+    bar = json.loads((runs / "pixel_baselines.json").read_text())["digits/test/knn_top1"]
+    assert 0.5 < bar < 0.9999
+    assert f"weak: NOT SHIPPED: knn_top1 0.5000 does not beat raw pixels' {bar:.4f}" in (runs / "weak.log").read_text()

@@ -30,6 +30,7 @@ def test_two_ranks_on_gloo_train_in_sync(method, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     digests = [(run / f"params_rank{r}.txt").read_text() for r in range(2)]
     assert digests[0] == digests[1]  # DDP averaged the gradients: both ranks hold the same weights
+    assert digests[0] != (run / "initial_params_rank0.txt").read_text()  # ... after real optimiser steps
     batches = [set(json.loads((run / f"first_batch_rank{r}.json").read_text())) for r in range(2)]
     assert len(batches[0]) == len(batches[1]) == 4 and batches[0].isdisjoint(batches[1])
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

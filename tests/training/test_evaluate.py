@@ -60,16 +60,18 @@ def test_knn_weighting_beats_majority_when_the_nearest_neighbour_is_much_closer(
     assert knn_predict(train, labels, query, k=3, temperature=100.0)[0] == 1  # almost unweighted: majority
 
 
-def _blobs(n_per_class=40, classes=3, dim=16, spread=0.2, seed=0):
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(classes, dim)) * 3
+def _blobs(n_per_class=40, classes=3, dim=16, spread=0.2, seed=0, draw=0):
+    """Gaussian blobs around centres fixed by ``seed``; ``draw`` picks the sample, so draws are held-out sets."""
+    centres = np.random.default_rng(seed).normal(size=(classes, dim)) * 3
+    rng = np.random.default_rng([seed, draw])
     x = np.concatenate([c + spread * rng.normal(size=(n_per_class, dim)) for c in centres]).astype(np.float32)
     return x, np.repeat(np.arange(classes), n_per_class)
 
 
 def test_linear_probe_separates_separable_data_and_not_random_labels():
     x, y = _blobs()
-    xt, yt = _blobs(seed=0)
+    xt, yt = _blobs(draw=1)  # the same classes, other samples
+    assert not np.isin(xt, x).any()
     assert linear_probe_accuracy(x, y, xt, yt) == 1.0
     rng = np.random.default_rng(1)
     noise, noise_test = rng.normal(size=(120, 16)), rng.normal(size=(120, 16))
@@ -77,10 +79,16 @@ def test_linear_probe_separates_separable_data_and_not_random_labels():
     assert chance < 0.6
 
 
-def test_few_shot_on_separable_data_and_knn_accuracy():
+def test_few_shot_and_knn_on_held_out_samples():
     x, y = _blobs(classes=4)
-    assert few_shot_accuracy(x, y, x, y, shots=1, draws=3) == 1.0
-    assert knn_accuracy(x, y, x, y, k=5) == 1.0
+    xt, yt = _blobs(classes=4, draw=1)
+    assert few_shot_accuracy(x, y, xt, yt, shots=1, draws=3) == 1.0
+    assert knn_accuracy(x, y, xt, yt, k=5) == 1.0
+    # far-apart noise: labels that carry no information about the features score near chance
+    rng = np.random.default_rng(2)
+    shuffled = rng.permutation(y)
+    assert knn_accuracy(x, shuffled, xt, yt, k=5) < 0.6
+    assert few_shot_accuracy(x, shuffled, xt, yt, shots=1, draws=3) < 0.8
 
 
 def test_alignment_known_pairs():

@@ -165,8 +165,7 @@ def test_multiblock_masks(grid: tuple[int, int]) -> None:
     assert len(masks.targets) == 4
     sizes = {t.shape[1] for t in masks.targets}
     assert len(sizes) == 1  # one block size per batch
-    size = sizes.pop()
-    assert 0.1 * total <= size <= 0.3 * total  # 15–20% of the grid, up to rounding of a block's sides
+    assert sizes.pop() == _block_area(masks.targets[0][0], grid[1])
     assert masks.context.shape[0] == 6 and masks.context.shape[1] >= 1
     for b in range(6):
         context = set(masks.context[b].tolist())
@@ -174,6 +173,31 @@ def test_multiblock_masks(grid: tuple[int, int]) -> None:
             assert _is_rectangle(target[b], grid[1])
             assert not context & set(target[b].tolist())  # the context never sees a target patch
         assert all(0 <= i < total for i in context)
+
+
+def _block_area(index: torch.Tensor, cols: int) -> int:
+    rows_, cols_ = index // cols, index % cols
+    return int((rows_.max() - rows_.min() + 1) * (cols_.max() - cols_.min() + 1))
+
+
+def _block_sides(index: torch.Tensor, cols: int) -> tuple[int, int]:
+    rows_, cols_ = index // cols, index % cols
+    return int(rows_.max() - rows_.min() + 1), int(cols_.max() - cols_.min() + 1)
+
+
+@pytest.mark.parametrize("grid", [(7, 7), (14, 14), (64, 64)])
+def test_multiblock_targets_cover_15_to_20_percent(grid: tuple[int, int]) -> None:
+    """Each side is the rounding of √(area·ratio) or √(area/ratio) for an area of 15–20 % of the grid and
+    a ratio of 0.75–1.5, so the rounded sides must admit such an area and ratio; on a large grid, where
+    rounding hardly matters, the area itself lies in 15–20 %."""
+    gen = masking.MultiBlockMaskGenerator(grid, num_targets=1)
+    total = grid[0] * grid[1]
+    for seed in range(40):
+        h, w = _block_sides(gen(1, generator=torch.Generator().manual_seed(seed)).targets[0][0], grid[1])
+        assert (h - 0.5) * (w - 0.5) <= 0.2 * total and (h + 0.5) * (w + 0.5) >= 0.15 * total, (h, w)
+        assert (h - 0.5) / (w + 0.5) <= 1.5 and (h + 0.5) / (w - 0.5) >= 0.75, (h, w)
+        if total >= 1000:
+            assert 0.15 - 0.02 <= h * w / total <= 0.2 + 0.02, (h, w)
 
 
 def test_multiblock_validates() -> None:
@@ -260,6 +284,60 @@ def test_contrast_and_brightness_match_torchvision_for_grey() -> None:
     out = views.BatchViews._jitter(x.clone(), params)
     expected = torch.stack([TF.adjust_contrast(x[i] / 255, float(factors[i])) for i in range(4)]) * 255
     torch.testing.assert_close(out, expected, atol=1e-3, rtol=0)
+
+
+def _params(n: int, saturation: torch.Tensor | None = None, hue: torch.Tensor | None = None,
+            grey: torch.Tensor | None = None) -> views._Params:
+    ones = torch.ones(n)
+    return views._Params([], [], [ones], [ones], [ones if saturation is None else saturation],
+                         [torch.zeros(n) if hue is None else hue],
+                         [torch.zeros(n, dtype=torch.bool) if grey is None else grey], [], [])
+
+
+def _soft_colours(n: int = 4) -> torch.Tensor:
+    """Colours near mid-grey, so that no channel clips when chroma is rotated."""
+    return 128.0 + 40.0 * (torch.rand(n, 3, 8, 8, generator=torch.Generator().manual_seed(0)) - 0.5)
+
+
+def test_saturation_matches_torchvision() -> None:
+    x = _soft_colours()
+    factors = torch.tensor([0.0, 0.5, 1.0, 1.6])
+    out = views.BatchViews._jitter(x.clone(), _params(4, saturation=factors))
+    expected = torch.stack([TF.adjust_saturation(x[i] / 255, float(factors[i])) for i in range(4)]) * 255
+    torch.testing.assert_close(out, expected, atol=0.05, rtol=0)  # torchvision's red weight is 0.2989, not 0.299
+
+
+def test_hue_rotates_chroma_and_keeps_luma() -> None:
+    x = _soft_colours()
+    hue = torch.tensor([0.0, 0.1, 0.25, -0.3])
+    out = views.BatchViews._jitter(x.clone(), _params(4, hue=hue))
+    to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+    yiq_in, yiq_out = (torch.einsum("ij,njhw->nihw", to_yiq, t) for t in (x, out))
+    torch.testing.assert_close(out[0], x[0])  # no shift drawn: untouched
+    torch.testing.assert_close(yiq_out[:, 0], yiq_in[:, 0], atol=1e-3, rtol=0)  # brightness kept
+    angle_in = torch.atan2(yiq_in[:, 2], yiq_in[:, 1])
+    angle_out = torch.atan2(yiq_out[:, 2], yiq_out[:, 1])
+    turned = torch.remainder(angle_out - angle_in + math.pi, 2 * math.pi) - math.pi  # in (−π, π]
+    expected = torch.remainder(2 * math.pi * hue + math.pi, 2 * math.pi) - math.pi
+    torch.testing.assert_close(turned, expected.view(4, 1, 1).expand_as(turned), atol=1e-3, rtol=0)
+
+
+def test_greyscale_has_equal_channels_at_luma() -> None:
+    x = _uint8(4, 3, 8, 8).float()
+    grey = torch.tensor([True, False, True, False])
+    out = views.BatchViews._jitter(x.clone(), _params(4, grey=grey))
+    luma = TF.rgb_to_grayscale(x[grey] / 255) * 255
+    torch.testing.assert_close(out[grey], luma.expand(-1, 3, -1, -1), atol=0.05, rtol=0)  # 0.2989 vs 0.299 red
+    torch.testing.assert_close(out[~grey], x[~grey])
+
+
+def test_greyscale_view_through_the_pipeline() -> None:
+    pre3 = default_preprocess(8, 3, mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3))
+    config = views.ViewConfig(size=8, **{**IDENTITY, "grayscale_p": 1.0})
+    (out,) = views.BatchViews([config], pre3)(_uint8(4, 3, 8, 8))
+    pixels = out * torch.tensor(pre3.std).view(1, 3, 1, 1) + torch.tensor(pre3.mean).view(1, 3, 1, 1)
+    torch.testing.assert_close(pixels[:, 0], pixels[:, 1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(pixels[:, 0], pixels[:, 2], atol=1e-5, rtol=0)
 
 
 def test_blur_matches_torchvision_per_sample() -> None:

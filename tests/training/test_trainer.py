@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -163,12 +164,17 @@ def test_killed_run_resumes_to_the_same_loss_curve(tmp_path):
     straight, resumed = losses(tmp_path / "straight"), losses(tmp_path / "killed")
     assert len(straight) == 5
     assert resumed == straight
+    session = json.loads((tmp_path / "killed" / "session_steps_rank0.json").read_text())
+    assert session == [3, 4, 5], "the resumed process must continue from the checkpoint of step 2"
+    assert_same_state(tmp_path / "straight", tmp_path / "killed", "step_0000005")
 
 
 def test_gradient_accumulation_equals_one_large_batch(tmp_path):
     """Two micro-batches of 4 give the same update as one batch of 8 (a per-sample loss, fp32)."""
     images = tiny_images(n=16, size=4)
     params = []
+    torch.manual_seed(0)
+    initial = _Regression().linear.weight.detach().clone()
     for bs, accum in ((8, 1), (4, 2)):
         torch.manual_seed(0)
         method = _Regression()
@@ -176,6 +182,7 @@ def test_gradient_accumulation_equals_one_large_batch(tmp_path):
         Trainer(method, images, cfg, tmp_path / f"bs{bs}").fit()
         params.append(method.linear.weight.detach().clone())
     assert torch.allclose(params[0], params[1], atol=1e-6)
+    assert not torch.allclose(params[0], initial, atol=1e-4)  # and that update really happened
 
 
 class _Regression(nn.Module):
@@ -283,6 +290,18 @@ def test_registered_methods_resume_exactly(method, tmp_path):
     train_method(recipe, tmp_path / "a")
     with pytest.raises(_Stop):
         train_method(recipe, tmp_path / "b", callbacks=[_stop_at(3)])
-    train_method(recipe, tmp_path / "b", resume=True)
+    session: list[int] = []
+    train_method(recipe, tmp_path / "b", resume=True, callbacks=[lambda step, _row: session.append(step)])
+    assert session == [3], "the resumed session must start after the checkpoint of step 2, not from scratch"
     assert losses(tmp_path / "b") == losses(tmp_path / "a")
+    assert_same_state(tmp_path / "a", tmp_path / "b", "step_0000003")
+
+
+def assert_same_state(a: Path, b: Path, checkpoint: str) -> None:
+    """The two runs' checkpoints hold the same weights and optimiser state (moments and step counts)."""
+    for name in ("model.safetensors", "optimizer.safetensors"):
+        left, right = (load_file(run / "checkpoints" / checkpoint / name) for run in (a, b))
+        assert left.keys() == right.keys() and left, name
+        different = [k for k in left if not torch.equal(left[k], right[k])]
+        assert not different, f"{name}: {different[:5]}"
 

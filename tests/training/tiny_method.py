@@ -9,7 +9,8 @@ Run as a script::
     torchrun --nproc_per_node 2 tests/training/tiny_method.py RUN_DIR --steps 3
 
 It writes a digest of the final parameters and the indices of its first batch per rank, so a test can
-check that DDP kept the ranks in sync and gave them different images.
+check that DDP kept the ranks in sync and gave them different images, and the steps this process trained,
+so a test can tell a resumed run from one that started again.
 """
 
 from __future__ import annotations
@@ -133,6 +134,11 @@ def build_registered(name: str, seed: int = 0) -> nn.Module:
     return build_method(recipe, build_run_encoder(recipe, shape))
 
 
+def parameter_digest(module: nn.Module) -> str:
+    """sha256 of every parameter's values, in order."""
+    return hashlib.sha256(b"".join(p.detach().float().numpy().tobytes() for p in module.parameters())).hexdigest()
+
+
 def main(argv: list[str] | None = None) -> int:
     from training.config import TrainConfig
     from training.distributed import teardown
@@ -152,18 +158,23 @@ def main(argv: list[str] | None = None) -> int:
                          warmup_steps=2, log_every=1, checkpoint_every=args.checkpoint_every, progress=False,
                          keep_checkpoints=10)
 
+    session: list[int] = []
+
     def kill(step: int, row: dict[str, Any]) -> None:
+        session.append(step)
         if args.kill_at and step == args.kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
 
     method, images = (build_registered(args.method), tiny_images(size=16)) if args.method else (build_tiny(), tiny_images())
     trainer = Trainer(method, images, config, args.run_dir, callbacks=[kill], name=args.method or "tiny")
+    initial = parameter_digest(trainer.method)
     result = trainer.fit(resume=args.resume)
     rank = trainer.dist.rank
-    digest = hashlib.sha256(b"".join(p.detach().float().numpy().tobytes() for p in trainer.method.parameters()))
-    (args.run_dir / f"params_rank{rank}.txt").write_text(digest.hexdigest())
+    (args.run_dir / f"params_rank{rank}.txt").write_text(parameter_digest(trainer.method))
+    (args.run_dir / f"initial_params_rank{rank}.txt").write_text(initial)
     first = next(trainer.loader.batches())["index"].tolist()
     (args.run_dir / f"first_batch_rank{rank}.json").write_text(json.dumps(first))
+    (args.run_dir / f"session_steps_rank{rank}.json").write_text(json.dumps(session))
     teardown()
     print(f"rank {rank}: done {result.steps} steps, loss {result.final_loss:.4f}")
     return 0
