@@ -174,6 +174,13 @@ async function search(query, generation) {
   } catch (err) {
     if (generation !== state.generation) return;
     $("neighbours").replaceChildren();
+    if (err instanceof ApiError && err.status === 404 && /no index named/i.test(err.message)) {
+      // A first visit: nothing has been indexed yet. That is a state to explain, not an error.
+      status.textContent = `Nothing to search yet: the index “${indexName()}” is empty. Add this image to it ` +
+        "below (“Add to index”), a few more, and search again; or pick an existing index from the list.";
+      $("neighbours").dataset.query = "empty-index";
+      return;
+    }
     status.textContent = "No neighbours.";
     showError($("nn-message"), err);
   }

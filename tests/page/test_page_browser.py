@@ -139,6 +139,24 @@ def test_image_query_shows_the_apis_neighbours_and_zero_shot_labels(page, server
     shot(page, "01-image-query.png")
 
 
+def test_a_first_search_in_an_empty_index_explains_instead_of_failing(page, server, tmp_path):
+    """A fresh service has no index yet: the neighbours panel says how to start one, with no error box,
+    while zero-shot labels work at once."""
+    set_value(page, "index-input", "never-made")
+    assert "does not exist yet" in by_id(page, "index-info").text
+    path = tmp_path / "first visit.png"
+    path.write_bytes(shape_png("square", "blue", seed=2000))
+    upload(page, path)
+    wait_for(page, lambda d: by_id(d, "neighbours").get_attribute("data-query") == "empty-index" and
+             len(css(d, "#label-bars li")) > 0, "the empty-index explanation and the zero-shot bars")
+    assert "Nothing to search yet" in by_id(page, "nn-status").text and "never-made" in by_id(page, "nn-status").text
+    assert not by_id(page, "nn-message").is_displayed()
+    assert css(page, "#neighbours li") == []
+    assert server.post("/search", {"images": [uri(shape_png("square", "blue", seed=2000))],
+                                   "index": "never-made"}).status_code == 404  # the API still says 404
+    set_value(page, "index-input", "shapes")
+
+
 def test_text_query_shows_the_apis_neighbours(page, server):
     field = by_id(page, "text-input")
     field.clear()
@@ -249,8 +267,9 @@ def test_bad_input_shows_the_servers_message_and_the_server_keeps_serving(page, 
     good = tmp_path / "good.png"
     good.write_bytes(shape_png("triangle", "yellow", seed=3000))
     upload(page, good)
-    wait_for(page, lambda d: by_id(d, "nn-message").get_attribute("data-status") == "404", "the no-index message")
-    assert "No such index" in by_id(page, "nn-message").text and "no-such-index" in by_id(page, "nn-message").text
+    wait_for(page, lambda d: by_id(d, "neighbours").get_attribute("data-query") == "empty-index",
+             "the empty-index explanation")
+    assert "no-such-index" in by_id(page, "nn-status").text and not by_id(page, "nn-message").is_displayed()
     assert "does not exist yet" in by_id(page, "index-info").text
 
     assert server.get("/readyz").status_code == 200
