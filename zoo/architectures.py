@@ -7,8 +7,9 @@ works too: presets are shortcuts, not a second architecture zoo.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from zoo.errors import UnknownNameError
@@ -39,14 +40,16 @@ def list_presets() -> list[str]:
 
 
 def get_preset(name: str) -> ArchPreset:
-    """The preset called ``name``; an unknown name lists the valid ones."""
+    """The preset called ``name`` (described by its builder's docstring); an unknown name lists the valid ones."""
     try:
-        return _PRESETS[name]()
+        builder = _PRESETS[name]
     except KeyError:
         raise UnknownNameError(
             f"unknown architecture preset {name!r}; presets: {', '.join(list_presets())} "
             "(or any timm architecture name)"
         ) from None
+    preset = builder()
+    return preset if preset.description else replace(preset, description=inspect.getdoc(builder) or "")
 
 
 def is_preset(name: str) -> bool:
@@ -57,29 +60,29 @@ def is_preset(name: str) -> bool:
 @register_preset
 def vit_tiny() -> ArchPreset:
     """ViT-Tiny width (192) with patch 4: 49 tokens at 28 px, 256 at 64 px; ~5.4 M parameters."""
-    return ArchPreset("vit_tiny_patch16_224", {"patch_size": 4, "img_size": 28}, "cls", __doc__ or "")
+    return ArchPreset("vit_tiny_patch16_224", {"patch_size": 4, "img_size": 28}, "cls")
 
 
 @register_preset
 def vit_nano() -> ArchPreset:
     """A 6-block, 128-wide ViT with patch 4 for fast tests and CPU smoke runs (~1.2 M parameters)."""
     args = {"patch_size": 4, "img_size": 28, "embed_dim": 128, "depth": 6, "num_heads": 4}
-    return ArchPreset("vit_tiny_patch16_224", args, "cls", __doc__ or "")
+    return ArchPreset("vit_tiny_patch16_224", args, "cls")
 
 
 @register_preset
 def vit_small() -> ArchPreset:
     """ViT-Small width (384) with patch 4 for small images (~21 M parameters)."""
-    return ArchPreset("vit_small_patch16_224", {"patch_size": 4, "img_size": 32}, "cls", __doc__ or "")
+    return ArchPreset("vit_small_patch16_224", {"patch_size": 4, "img_size": 32}, "cls")
 
 
 @register_preset
 def resnet18_small() -> ArchPreset:
     """ResNet-18 for small images: timm's ``resnet18`` at 32 px keeps its stem; 11 M parameters."""
-    return ArchPreset("resnet18", {}, "avg", __doc__ or "")
+    return ArchPreset("resnet18", {}, "avg")
 
 
 @register_preset
 def resnet_narrow() -> ArchPreset:
     """A ResNet-18 layout at quarter width (16→128 channels), ~0.7 M parameters, for CPU budgets."""
-    return ArchPreset("resnet18", {"channels": (16, 32, 64, 128), "stem_width": 16}, "avg", __doc__ or "")
+    return ArchPreset("resnet18", {"channels": (16, 32, 64, 128), "stem_width": 16}, "avg")

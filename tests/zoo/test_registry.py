@@ -158,3 +158,11 @@ def test_mismatched_architecture_names_keys(encoder, tmp_path: Path):
 def test_unknown_config_field_is_named():
     with pytest.raises(ConfigError, match="unknown config fields: \\['colour'\\]"):
         zoo.EncoderConfig.from_dict({"arch": "resnet18", "colour": "red"})
+
+
+def test_each_preset_is_described_by_its_own_docstring():
+    from zoo.architectures import get_preset, list_presets
+
+    descriptions = {name: get_preset(name).description for name in list_presets()}
+    assert all(descriptions.values()) and len(set(descriptions.values())) == len(descriptions)
+    assert "quarter width" in descriptions["resnet_narrow"] and "6-block" in descriptions["vit_nano"]
