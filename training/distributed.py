@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from torch import Tensor
 
-from training.parts.distributed import is_distributed
+from training.parts.distributed import all_reduce_mean, is_distributed
+
+__all__ = ["DistInfo", "all_reduce_mean", "any_rank", "barrier", "is_distributed", "setup", "teardown"]
 
 
 @dataclass(frozen=True)
@@ -55,15 +56,6 @@ def teardown() -> None:
     """Leave the process group, if this process joined one."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def all_reduce_mean(values: Tensor) -> Tensor:
-    """The mean of ``values`` over all ranks (a copy; the input is untouched)."""
-    out = values.detach().clone()
-    if is_distributed():
-        dist.all_reduce(out, op=dist.ReduceOp.SUM)
-        out /= dist.get_world_size()
-    return out
 
 
 def any_rank(flag: bool, device: torch.device) -> bool:

@@ -453,3 +453,14 @@ def test_gather_without_process_group_is_identity() -> None:
     x = torch.randn(4, 3, requires_grad=True)
     assert distributed.gather(x) is x
     assert distributed.world_size() == 1 and distributed.rank() == 0
+
+
+def test_all_reduce_mean_is_one_function_returning_a_detached_copy() -> None:
+    from training import distributed as trainer_distributed
+
+    assert trainer_distributed.all_reduce_mean is distributed.all_reduce_mean
+    x = torch.ones(3, requires_grad=True)
+    out = distributed.all_reduce_mean(x)
+    assert torch.equal(out, x.detach()) and out is not x and not out.requires_grad
+    out.add_(1)
+    assert torch.equal(x.detach(), torch.ones(3))  # the input is never reduced in place

@@ -58,9 +58,12 @@ def gather(tensor: Tensor) -> Tensor:
 
 
 def all_reduce_mean(tensor: Tensor) -> Tensor:
-    """Mean of ``tensor`` over ranks, without gradient (DINO's centre, statistics)."""
-    if not is_distributed():
-        return tensor
+    """The mean of ``tensor`` over all ranks, as a detached copy: the input is never reduced in place.
+
+    One contract for every caller (DINO's centre, the trainer's logged scalars), single process or not.
+    """
     out = tensor.detach().clone()
-    dist.all_reduce(out, op=dist.ReduceOp.SUM)
-    return out / dist.get_world_size()
+    if is_distributed():
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        out /= dist.get_world_size()
+    return out
