@@ -37,10 +37,10 @@ class Tolerance:
 #: flipped half its k-NN answers; only a tie allowance separates that from a broken graph.
 FP32_TOLERANCE = Tolerance(max_abs_diff=1e-4, min_cosine=0.9999, knn_agreement=0.99, knn_tie=1e-5)
 #: int8 vs the fp32 ONNX graph: vectors may move, answers may not. Judged by k-NN top-1 agreement
-#: (≥ 99 %, the issue's goal, over every query: no tie allowance) within int8 and across precisions
-#: (int8 queries against an fp32 index: both files share one embedding space), plus a mean cosine of
-#: at least 0.9 (a mean angle under 26°) that catches a broken graph, not rounding: encoders fitted on
-#: digits kept every k-NN answer at mean cosines of 0.946 (ResNet-18) and 0.973 (narrow ResNet). The
+#: (≥ 99 % over every query, no tie allowance: an int8 graph must give the fp32 graph's answers) within
+#: int8 and across precisions (int8 queries against an fp32 index: both files share one embedding space),
+#: plus a mean cosine of at least 0.9 (a mean angle under 26°) that catches a broken graph, not rounding:
+#: encoders fitted on digits kept every k-NN answer at mean cosines of 0.946 (ResNet-18) and 0.973 (narrow ResNet). The
 #: minimum cosine is reported only: over hundreds of images it is an extreme of rounding noise (0.88
 #: for that narrow ResNet).
 INT8_TOLERANCE = Tolerance(max_abs_diff=None, min_cosine=None, knn_agreement=0.99, mean_cosine=0.9)

@@ -30,13 +30,23 @@ FLAG_KEYS = {
 }
 
 
+class _RegisteredMethods:
+    """The registry's method names, looked up only when help is printed (building the parser stays torch-free)."""
+
+    def __str__(self) -> str:
+        from training.registry import list_methods
+
+        return ", ".join(list_methods())
+
+
 def add_train_command(sub: Any) -> None:
     """Add ``sslzoo train`` to the ``sslzoo`` subparsers."""
     p = sub.add_parser("train", help="train a self-supervised encoder and save it to the registry",
                        description="Train from a YAML recipe (training/recipes/*.yaml) or the defaults; flags "
                                    "override the recipe, --set KEY=VALUE overrides any field.")
     p.add_argument("--recipe", type=Path, help="YAML recipe (typed; unknown keys are errors)")
-    p.add_argument("--method", help="a registered method: simclr, mocov3, byol, simsiam, dino, mae, ijepa")
+    method = p.add_argument("--method", help="a registered method: %(registered)s")
+    method.registered = _RegisteredMethods()  # type: ignore[attr-defined]  # read by argparse's %-expansion
     p.add_argument("--arch", help="backbone: a zoo preset (vit_tiny, vit_nano, resnet_narrow, ...) or timm name")
     p.add_argument("--img-size", type=int, help="input size (default: the dataset's)")
     p.add_argument("--data", help="fashion-mnist, digits, shapes, folder:PATH ...")

@@ -1,8 +1,9 @@
 """The ``sslzoo`` command.
 
 ``zoo`` owns ``list``, ``info``, ``rm``, ``alias``, ``data``, ``push``, ``pull``, ``ship`` and ``zoo-table``;
-the other packages add their own subcommands (train, eval, export, serve) through the ``sslzoo.commands``
-entry-point group, each a function that receives the subparsers object and adds its parser with ``func`` set.
+the other packages add their own subcommands (``train``, ``eval``, ``plot``, ``export``) through the
+``sslzoo.commands`` entry-point group, each a function that receives the subparsers object and adds its parser
+with ``func`` set.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import zoo
+from zoo import hub_formats
 from zoo.errors import SslzooError
 from zoo.extras import needs_extra
 
@@ -172,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pull", help="download a Hub repo (sslzoo, timm or open_clip) and register it")
     p.add_argument("repo", nargs="?", help="org/repo, org/repo@revision, or a catalogue name")
     p.add_argument("--revision", help="branch, tag or commit sha (default main)")
-    p.add_argument("--format", choices=["sslzoo", "open_clip", "timm"], help="pick one of several formats a repo has")
+    p.add_argument("--format", choices=hub_formats.formats(), help="pick one of several formats a repo has")
     p.add_argument("--endpoint", help="Hub URL (default $SSLZOO_HF_ENDPOINT, then huggingface_hub's)")
     p.add_argument("--catalogue", action="store_true", help="list recommended pretrained checkpoints")
     p.set_defaults(func=_cmd_pull)

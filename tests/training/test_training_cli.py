@@ -168,3 +168,13 @@ def test_unknown_method_lists_the_methods(tmp_path, capsys):
 def test_resume_needs_a_run_folder(capsys):
     code, err = _run_train(capsys, "--resume")
     assert code == 2 and "--resume needs --out" in err
+
+
+def test_train_help_lists_every_registered_method(capsys):
+    from training.registry import list_methods
+    from zoo.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"a registered method: {', '.join(list_methods())}" in text and "clip" in list_methods()
