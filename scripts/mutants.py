@@ -107,7 +107,7 @@ def pytest_args(spec: str) -> list[str]:
 
 
 def run_mutant(mutant: Mutant, keep: bool) -> tuple[bool, float, str]:
-    """Plant the mutant in a scratch copy and run its tests; returns (killed, seconds, last output line)."""
+    """Plant the mutant in a scratch copy and run its tests; returns (killed, seconds, what failed)."""
     folder = Path(tempfile.mkdtemp(prefix=f"sslzoo-mutant-{mutant.name}-"))
     start = time.perf_counter()
     try:
@@ -119,7 +119,9 @@ def run_mutant(mutant: Mutant, keep: bool) -> tuple[bool, float, str]:
             done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
                                    *pytest_args(spec)], cwd=root, env=env, capture_output=True, text=True,
                                   check=False)
-            last = (done.stdout.strip().splitlines() or [""])[-1]
+            lines = done.stdout.strip().splitlines()
+            failed = [line.split(" - ")[0].removeprefix("FAILED ") for line in lines if line.startswith("FAILED ")]
+            last = ", ".join(failed) or (lines or [""])[-1]
             if done.returncode not in (0, 1):  # 5: no test collected, 2-4: errors: the mutant list is stale
                 raise SystemExit(f"{mutant.name}: `pytest {spec}` exited {done.returncode}: {last}")
             if done.returncode == 1:
@@ -140,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [m for m in MUTANTS if not args.only or m.name in args.only]
     if args.only and len(chosen) != len(set(args.only)):
         raise SystemExit(f"unknown mutant; known: {', '.join(m.name for m in MUTANTS)}")
-    print("| mutant | planted in | tests | result | s | last line of pytest |\n|---|---|---|---|---|---|", flush=True)
+    print("| mutant | planted in | tests run | result | s | failed test (or pytest's last line) |\n"
+          "|---|---|---|---|---|---|", flush=True)
     survivors = []
     for mutant in chosen:
         killed, seconds, last = run_mutant(mutant, args.keep)
