@@ -35,8 +35,15 @@ class _RegisteredMethods:
 
     def __str__(self) -> str:
         from training.registry import list_methods
+        from zoo.extras import missing_extra
 
-        return ", ".join(list_methods())
+        try:
+            return ", ".join(list_methods())
+        except ModuleNotFoundError as exc:  # the methods need torch: help still prints, and says what to install
+            error = missing_extra(exc, "listing the methods")
+            if error is None:
+                raise
+            return f"(unavailable: {error})"
 
 
 def add_train_command(sub: Any) -> None:
