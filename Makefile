@@ -34,17 +34,14 @@ lint: install  ## ruff (with docstring rules), mypy on zoo/, import-linter layer
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/deptry .
 
-default-model: install  ## build the default CLIP offline (a few minutes, once) and export it to ONNX
+default-model: install  ## build the default CLIP if the registry lacks it; export it to ONNX the first time (minutes, once)
 	$(PY) -m training.clip.default --name default
-	$(PY) -c "import sys, zoo; e = zoo.Registry().resolve('default'); sys.exit(not (e.builtin or (e.path / 'model.onnx').is_file()))" \
-	  || $(VENV)/bin/sslzoo export default \
-	  || echo "ONNX export failed: the service will serve the torch backend"
-
-serve: default-model  ## install, build the default model if missing, then serve it on port $(PORT)
 	$(PY) -m service.default_model
+
+serve: default-model  ## install, build and export the default model if missing, then serve it on port $(PORT)
 	$(VENV)/bin/bentoml serve . --port $(PORT)
 
-bento: install  ## import the served entries into BentoML's model store, then build the Bento that carries them
+bento: install  ## export (once) and import the served entries into BentoML's model store, then build the torch-free Bento
 	$(PY) -m service.import_models
 	$(VENV)/bin/bentoml build .
 

@@ -2,15 +2,23 @@
 
 Each registry entry the service is configured to serve (``SSLZOO_DEFAULT_MODEL`` and ``SSLZOO_MODELS``)
 becomes one BentoML model. Its folder is a one-entry registry root, ``models/<name>/<version>/`` holding
-the entry's own files (weights, ONNX graphs, config, card, manifest, tokenizer), so the runtime reads it
-through the same :class:`zoo.Registry` and the same manifest check as any other entry, and a vector
-served from a Bento names the same ``name@version`` as one served from the source tree.
+the files that serve the entry (weights, ONNX graphs, config, card, manifest, tokenizer), so the runtime
+reads it through the same :class:`zoo.Registry` and the same manifest check as any other entry, and a
+vector served from a Bento names the same ``name@version`` as one served from the source tree.
 
-The tag is derived from the entry: ``sslzoo-<name>:v<version>-<sha256 of manifest.json>``. The manifest
-lists the sha256 of every file, so importing the same entry again finds the same tag, and a changed
-file makes a new one. ``python -m service.import_models`` imports the served entries ahead of time; the service's
-references import a missing entry themselves when BentoML first needs it (``bentoml build`` asking for
-its info, ``bentoml serve .`` resolving it), so a build never packs a Bento without its models.
+Those files are the entry's own, or, for an entry without ONNX graphs that has been exported
+(:mod:`service.served`; the shipped ``default``), its export's: the same weight files byte for byte (the
+same embedding space), plus the graphs, their parity figures and a manifest covering them, packed under
+the served entry's name and version. So ``default`` resolves to ONNX Runtime in ``bentoml serve .``
+(the store's copy comes before the built-in root) and in the Bento, and a Bento serving only exported
+entries needs no torch.
+
+The tag is derived from those files: ``sslzoo-<name>:v<version>-<sha256 of manifest.json>``. The manifest
+lists the sha256 of every file, so importing the same files again finds the same tag, and a changed
+file (or an export in place of the entry's own files) makes a new one. ``python -m service.import_models``
+exports and imports the served entries ahead of time; the service's references import a missing entry
+themselves when BentoML first needs it (``bentoml build`` asking for its info, ``bentoml serve .``
+resolving it), so a build never packs a Bento without its models.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from bentoml.exceptions import BentoMLException, NotFound
 from bentoml.models import BentoModel
 
 import zoo
+from service.served import ServedEntry, served_entry
 from service.settings import Settings
 from zoo.manifest import MANIFEST, verify_manifest
 from zoo.registry import ALIASES
@@ -37,22 +46,30 @@ PREFIX = "sslzoo-"
 PROJECT_LABEL = ("project", "sslzoo")
 
 
-def model_tag(entry: zoo.Entry) -> str:
-    """``sslzoo-<name>:v<version>-<12 hex of the manifest's sha256>``: the same entry, the same tag."""
+def model_tag(entry: zoo.Entry, files: zoo.Entry | None = None) -> str:
+    """``sslzoo-<name>:v<version>-<12 hex of the files' manifest's sha256>``: the same files, the same tag.
+
+    ``files`` is the folder that serves ``entry`` (its export); the entry's own by default.
+    """
     if entry.version is None:
         raise zoo.RefError(f"{entry.path}: only registry entries (name@version) become BentoML models")
-    digest = hashlib.sha256((entry.path / MANIFEST).read_bytes()).hexdigest()[:12]
+    digest = hashlib.sha256(((files or entry).path / MANIFEST).read_bytes()).hexdigest()[:12]
     try:
         return str(bentoml.Tag(f"{PREFIX}{entry.name.lower()}", f"v{entry.version}-{digest}"))
     except (BentoMLException, ValueError) as exc:
         raise zoo.RefError(f"model {entry.name!r} cannot be a BentoML model name: {exc}") from None
 
 
-def entry_labels(entry: zoo.Entry) -> dict[str, str]:
-    """What ``bentoml models list`` and a deployment platform show of an entry."""
+def entry_labels(served: ServedEntry) -> dict[str, str]:
+    """What ``bentoml models list`` and a deployment platform show of a served entry (and which backend runs it)."""
+    entry = served.entry
     config = entry.read_config()
-    return {PROJECT_LABEL[0]: PROJECT_LABEL[1], "zoo_ref": entry.ref, "method": config.method,
-            "architecture": config.arch, "embedding_space": entry.embedding_space, "license": config.license}
+    labels = {PROJECT_LABEL[0]: PROJECT_LABEL[1], "zoo_ref": entry.ref, "method": config.method,
+              "architecture": config.arch, "embedding_space": entry.embedding_space, "license": config.license,
+              "backend": "onnx" if served.onnx else "torch"}
+    if served.exported:
+        labels["onnx_export"] = served.files.ref
+    return labels
 
 
 def stored_model(tag: str) -> bentoml.Model | None:
@@ -63,20 +80,26 @@ def stored_model(tag: str) -> bentoml.Model | None:
         return None
 
 
-def import_entry(entry: zoo.Entry) -> bentoml.Model:
-    """The entry as a BentoML model, imported (and checked against its manifest) unless already stored."""
-    tag = model_tag(entry)
+def import_entry(served: ServedEntry | zoo.Entry) -> bentoml.Model:
+    """The served entry as a BentoML model, imported (and checked against its manifest) unless already stored.
+
+    A plain entry is served by its own files.
+    """
+    if isinstance(served, zoo.Entry):
+        served = ServedEntry(served, served)
+    entry, files = served.entry, served.files
+    tag = model_tag(entry, files)
     existing = stored_model(tag)
     if existing is not None:
         return existing
-    entry.verify()  # a corrupted source is refused here, not found later inside a Bento
+    files.verify()  # a corrupted source is refused here, not found later inside a Bento
     config = entry.read_config()
     metadata: dict[str, Any] = {"embed_dim": config.embed_dim, "metric": config.metric,
                                 "normalize": config.normalize, "clip": config.is_clip, "source": config.source}
     try:
-        with bentoml.models.create(tag, labels=entry_labels(entry), metadata=metadata) as model:
+        with bentoml.models.create(tag, labels=entry_labels(served), metadata=metadata) as model:
             model_dir = Path(model.path) / "models" / entry.name
-            shutil.copytree(entry.path, model_dir / str(entry.version), copy_function=shutil.copyfile)
+            shutil.copytree(files.path, model_dir / str(entry.version), copy_function=shutil.copyfile)
             aliases = {alias: entry.version for alias in entry.aliases if alias != "latest"}
             if aliases:  # ``name@alias`` keeps working inside the Bento
                 (model_dir / ALIASES).write_text(json.dumps(aliases, sort_keys=True))
@@ -86,7 +109,8 @@ def import_entry(entry: zoo.Entry) -> bentoml.Model:
         if raced is None:
             raise
         return raced
-    log.info("imported %s into BentoML's model store as %s", entry.ref, tag)
+    log.info("imported %s%s into BentoML's model store as %s", entry.ref,
+             f" (served by its ONNX export {files.ref})" if served.exported else "", tag)
     return bentoml.models.get(tag)
 
 
@@ -98,15 +122,15 @@ class ZooModel(BentoModel):
     plain BentoML models it packed.
     """
 
-    entry: zoo.Entry
+    served: ServedEntry
 
-    def __init__(self, entry: zoo.Entry) -> None:
-        super().__init__(model_tag(entry))
-        object.__setattr__(self, "entry", entry)  # BentoModel is frozen; the entry is set once, here
+    def __init__(self, served: ServedEntry) -> None:
+        super().__init__(model_tag(served.entry, served.files))
+        object.__setattr__(self, "served", served)  # BentoModel is frozen; the entry is set once, here
 
     def ensure(self) -> bentoml.Model:
         """The stored model, imported from the registry first when missing."""
-        return import_entry(self.entry)
+        return import_entry(self.served)
 
     def to_info(self, alias: str | None = None) -> Any:
         """BentoML's record of the model (what a Bento lists), after making sure the store has it."""
@@ -119,13 +143,13 @@ class ZooModel(BentoModel):
         return super().resolve(base_path)
 
 
-def served_entries(settings: Settings, registry: zoo.Registry) -> tuple[list[zoo.Entry], list[str]]:
-    """The registry entries the settings name, and the references the registry lacks.
+def served_entries(settings: Settings, registry: zoo.Registry) -> tuple[list[ServedEntry], list[str]]:
+    """The registry entries the settings name, each with the files that serve it, and the references the registry lacks.
 
     The service leaves a missing one to the runtime (it starts not ready and says why); the import
     command refuses it.
     """
-    entries: dict[str, zoo.Entry] = {}
+    entries: dict[str, ServedEntry] = {}
     missing = []
     for ref in settings.served_refs():
         try:
@@ -133,14 +157,19 @@ def served_entries(settings: Settings, registry: zoo.Registry) -> tuple[list[zoo
         except zoo.SslzooError:
             missing.append(ref)
             continue
-        entries.setdefault(entry.ref, entry)
+        if entry.ref not in entries:
+            entries[entry.ref] = served_entry(entry, registry)
     return list(entries.values()), missing
 
 
 def references(settings: Settings, registry: zoo.Registry | None = None) -> list[ZooModel]:
     """One :class:`ZooModel` per served entry: the models ``bentoml build`` packs into the Bento."""
-    entries, _ = served_entries(settings, registry or zoo.Registry())  # inside a Bento, none: it lists its own
-    return [ZooModel(entry) for entry in entries]
+    served, _ = served_entries(settings, registry or zoo.Registry())  # inside a Bento, none: it lists its own
+    for item in served:
+        if not item.onnx:
+            log.info("%s has no ONNX graphs and no export: it is served (and packed) for the torch backend; "
+                     "`make serve` or `python -m service.import_models` exports it first", item.entry.ref)
+    return [ZooModel(item) for item in served]
 
 
 def packed_roots(bento: bentoml.Bento | None, refs: Iterable[BentoModel]) -> tuple[Path, ...]:

@@ -1,11 +1,14 @@
 """The user-facing functions: ``save``, ``load``, ``list``, ``info``, ``delete``, ``alias``.
 
 Backends (``torch`` here, ``onnx`` from the export package) are found through the ``sslzoo.backends``
-entry-point group, so ``zoo`` imports none of the packages built on it.
+entry-point group, so ``zoo`` imports none of the packages built on it. Where the packages are present as
+plain source without their distribution's metadata (a Bento's ``src/``, a container built from it), no
+entry point announces ``onnx``; :data:`SOURCE_BACKENDS` names the same target for that case.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Callable, Mapping
 from importlib.metadata import EntryPoint, entry_points
@@ -58,10 +61,22 @@ def locate(ref: str | Path, registry: Registry | None = None) -> Entry:
     return Entry(path.name, None, path.resolve())
 
 
+BACKEND_GROUP = "sslzoo.backends"
+#: Backends of this project's own packages, by the ``module:function`` target their entry point names in
+#: ``pyproject.toml``: used when that package's source is importable but no entry point supplies the name.
+SOURCE_BACKENDS = {"onnx": "export.runtime:load_onnx"}
+
+
+def _importable(target: str) -> bool:
+    """Whether the target's top-level package can be found (without importing it: that costs seconds)."""
+    return importlib.util.find_spec(target.partition(":")[0].partition(".")[0]) is not None
+
+
 def backends() -> dict[str, EntryPoint]:
-    """Backends installed through entry points (``torch`` is built in)."""
-    found: dict[str, EntryPoint] = {}
-    for point in entry_points(group="sslzoo.backends"):
+    """Backends installed through entry points, else found as source (``torch`` is built in)."""
+    found = {name: EntryPoint(name, target, BACKEND_GROUP) for name, target in SOURCE_BACKENDS.items()
+             if _importable(target)}
+    for point in entry_points(group=BACKEND_GROUP):
         found[point.name] = point  # loaded lazily: importing onnxruntime or torch costs seconds
     return found
 
