@@ -59,8 +59,8 @@ PROBE_N = 1024  # the per-round peak probe: 2.1 GFLOP, long enough for MKL's ful
 COLUMNS = ("torch eager", "torch.compile", "ORT fp32", "ORT int8")
 
 
-def bf16_peak(best: Callable[[Callable[[], object]], float], clock: Callable[[], float]) -> float:
-    """torch's bf16 2048³ GFLOP/s, or its 256³ figure where a 256³ probe shows no native bf16 matmul.
+def bf16_peak(best: Callable[[Callable[[], object]], float], clock: Callable[[], float], n: int = PEAK_N) -> float:
+    """torch's bf16 n³ GFLOP/s, or its 256³ figure where a 256³ probe shows no native bf16 matmul.
 
     Without AVX-512 BF16 or AMX (an AVX2-only CPU), torch falls back to a scalar kernel near 0.5 GFLOP/s,
     and a 2048³ product would take minutes.
@@ -71,14 +71,14 @@ def bf16_peak(best: Callable[[Callable[[], object]], float], clock: Callable[[],
     probe = 2 * 256**3 / max(clock() - start, 1e-9) / 1e9
     if probe < 10.0:
         return probe
-    a16, b16 = torch.randn(PEAK_N, PEAK_N).bfloat16(), torch.randn(PEAK_N, PEAK_N).bfloat16()
+    a16, b16 = torch.randn(n, n).bfloat16(), torch.randn(n, n).bfloat16()
     return best(lambda: torch.mm(a16, b16))
 
 
-def measure_peak(threads: int, seconds: float, clock: Callable[[], float]) -> dict[str, float]:
-    """Best GFLOP/s of a 2048³ fp32 matmul in torch, numpy and onnxruntime (and torch bf16, for scale)."""
-    flops = 2 * PEAK_N**3
-    a, b = torch.randn(PEAK_N, PEAK_N), torch.randn(PEAK_N, PEAK_N)
+def measure_peak(threads: int, seconds: float, clock: Callable[[], float], n: int = PEAK_N) -> dict[str, float]:
+    """Best GFLOP/s of an n³ fp32 matmul in torch, numpy and onnxruntime (and torch bf16, for scale)."""
+    flops = 2 * n**3
+    a, b = torch.randn(n, n), torch.randn(n, n)
 
     def best(fn: Callable[[], object]) -> float:
         fn()
@@ -93,8 +93,8 @@ def measure_peak(threads: int, seconds: float, clock: Callable[[], float]) -> di
     out = {"torch fp32": best(lambda: torch.mm(a, b))}
     a_np, b_np = a.numpy(), b.numpy()
     out["numpy fp32"] = best(lambda: a_np @ b_np)
-    out["torch bf16"] = bf16_peak(best, clock)
-    values = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [PEAK_N, PEAK_N]) for n in "aby"]
+    out["torch bf16"] = bf16_peak(best, clock, n)
+    values = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [n, n]) for name in "aby"]
     graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["y"])], "peak", values[:2], values[2:])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     options = ort.SessionOptions()
@@ -227,14 +227,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="minimum timing per cell")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--fit-steps", type=int, default=0)
+    parser.add_argument("--peak-n", type=int, default=PEAK_N, help="side of the square matmul that measures the peak")
     args = parser.parse_args(argv)
     args.batches = [int(b) for b in args.batches.split(",")]
     if args.threads:
         torch.set_num_threads(args.threads)
-    peaks = measure_peak(args.threads, args.seconds, CLOCKS[args.clock])
+    peaks = measure_peak(args.threads, args.seconds, CLOCKS[args.clock], args.peak_n)
     peak = max(v for k, v in peaks.items() if "fp32" in k)  # the best library: the machine's peak
     ok, note = bf16_supported()
-    print(f"# fp32 matmul peak {peak:.1f} GFLOP/s (best 2048³ matmul: torch {peaks['torch fp32']:.1f}, numpy "
+    print(f"# fp32 matmul peak {peak:.1f} GFLOP/s (best {args.peak_n}³ matmul: torch {peaks['torch fp32']:.1f}, numpy "
           f"{peaks['numpy fp32']:.1f}, onnxruntime {peaks['onnxruntime fp32']:.1f}; torch bf16 "
           f"{peaks['torch bf16']:.1f}), {torch.get_num_threads()} "
           f"threads, {args.clock} clock, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
@@ -247,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="sslzoo-bench-") as folder:
         for name in args.models.split(","):
             bench_model(name, MODELS[name], args, peak, Path(folder))
-    after = measure_peak(args.threads, args.seconds, CLOCKS[args.clock])
+    after = measure_peak(args.threads, args.seconds, CLOCKS[args.clock], args.peak_n)
     print(f"# fp32 matmul peak re-measured after the run: torch {after['torch fp32']:.1f}, numpy "
           f"{after['numpy fp32']:.1f}, onnxruntime {after['onnxruntime fp32']:.1f} GFLOP/s, load average "
           f"{os.getloadavg()[0]:.1f}")
