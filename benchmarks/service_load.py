@@ -3,9 +3,12 @@
 What it prints (Markdown tables):
 
 1. ``/embed`` (and ``/embed_text`` for a CLIP model): items/s, requests/s, p50 and p99 latency at
-   1, 4 and 16 concurrent clients with 1 and 32 items per request, and the ratio to the bare
-   in-process throughput of the same model (decode + preprocess + embed, batches of 32, one thread).
-2. ``/search``: queries/s at 1, 4, 16 clients against calling FAISS directly on the same vectors.
+   1, 4 and 16 concurrent clients with 1 and 32 items per request, for each number of embedding
+   workers asked for (``--embed-workers``), and the ratio to the bare in-process throughput of the
+   same model (decode + preprocess + embed in one thread) at its *best* batch size among 1, 4, 8, 16
+   and 32 (printed, with the size that gave it).
+2. ``/search``: queries/s at 1, 4, 16 clients against calling FAISS directly on the same vectors
+   (one query per call, as a client sends them).
 3. Batching settings: ``/embed`` with 1 item per request at 16 clients for each
    ``SSLZOO_BATCH_MAX_SIZE:SSLZOO_BATCH_WAIT_MS`` pair (a server restart each), with the mean batch
    size the runtime actually formed.
@@ -14,6 +17,9 @@ What it prints (Markdown tables):
 
 The clients run in this process (asyncio + aiohttp, bodies prepared in advance) on the same machine
 as the server, so on a small machine they compete with it for CPU: read the ratios as lower bounds.
+Throughput is completions per second between the first and the last request that ends after the
+warm-up; a row whose requests take longer than ``--duration`` (32 images at 16 clients) runs on until
+it has seen a few completions, so it is not rounded down to the one or two that fit the window.
 
     python benchmarks/service_load.py                  # the registry's default model, full durations
     python benchmarks/service_load.py --tiny           # throwaway tiny models, short runs (a smoke test)
@@ -41,6 +47,7 @@ import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+MIN_COMPLETIONS = 6
 sys.path.insert(0, str(REPO))
 
 import zoo  # noqa: E402
@@ -91,22 +98,30 @@ async def _load(url: str, bodies: list[bytes], items: int, concurrency: int, dur
     import aiohttp
 
     latencies: list[float] = []
+    completions: list[float] = []  # when each successful request measured ended
     errors = 0
     start = time.perf_counter()
     measure_from, stop_at = start + warmup, start + warmup + duration
+    give_up = stop_at + 5 * duration  # slow rows get longer, up to this, to see MIN_COMPLETIONS
+
+    def more() -> bool:
+        now = time.perf_counter()
+        return now < stop_at or (len(completions) < MIN_COMPLETIONS and now < give_up)
 
     async def client(offset: int, session: aiohttp.ClientSession) -> None:
         nonlocal errors
         i = offset
-        while (now := time.perf_counter()) < stop_at:
+        while more():
+            sent = time.perf_counter()
             async with session.post(url, data=bodies[i % len(bodies)],
                                     headers={"Content-Type": "application/json"}) as response:
                 await response.read()
                 ok = response.status == 200
             done = time.perf_counter()
-            if now >= measure_from:
+            if done >= measure_from:
                 if ok:
-                    latencies.append(done - now)
+                    completions.append(done)
+                    latencies.append(done - sent)
                 errors += not ok
             i += 1
 
@@ -114,7 +129,12 @@ async def _load(url: str, bodies: list[bytes], items: int, concurrency: int, dur
     async with aiohttp.ClientSession(connector=connector) as session:
         await asyncio.gather(*(client(c, session) for c in range(concurrency)))
     lat = np.asarray(latencies) * 1000
-    return {"req_s": len(lat) / duration, "items_s": len(lat) * items / duration,
+    # Completions per second between the first and the last one measured: neither the warm-up nor the
+    # wait for the requests still in flight at the end counts, however long one request takes.
+    ends = sorted(completions)
+    span = ends[-1] - ends[0] if len(ends) > 1 else float("nan")
+    req_s = (len(ends) - 1) / span if len(ends) > 1 else 0.0
+    return {"req_s": req_s, "items_s": req_s * items,
             "p50_ms": float(np.percentile(lat, 50)) if len(lat) else float("nan"),
             "p99_ms": float(np.percentile(lat, 99)) if len(lat) else float("nan"), "errors": errors}
 
@@ -181,16 +201,26 @@ def bare_faiss(vectors: np.ndarray, queries: np.ndarray, k: int, seconds: float,
 
 
 # -- sections --------------------------------------------------------------------------------------
-def embed_rows(url: str, route: str, field: str, pool: list[str], model: str, bare: float, args) -> list[str]:
-    rows = []
+def embed_rows(url: str, route: str, field: str, pool: list[str], model: str, bare: float, workers: int, args
+               ) -> Iterator[str]:
+    """One Markdown row per (items per request, clients), each as soon as it is measured."""
     for items in args.items:
         bodies = [json.dumps({field: [pool[(i * items + j) % len(pool)] for j in range(items)], "model": model}
                              ).encode() for i in range(16)]
         for concurrency in args.concurrency:
             r = load(url + route, bodies, items, concurrency, args.duration, args.warmup)
-            rows.append(f"| `{route}` | {items} | {concurrency} | {r['items_s']:.1f} | {r['req_s']:.1f} | "
-                        f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['items_s'] / bare:.2f} | {r['errors']} |")
-    return rows
+            yield (f"| `{route}` | {items} | {concurrency} | {workers} | {r['items_s']:.1f} | {r['req_s']:.1f} | "
+                   f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['items_s'] / bare:.2f} | {r['errors']} |")
+
+
+def best_rate(rates: dict[int, float]) -> tuple[int, float]:
+    """The batch size with the most items/s, and that rate."""
+    size = max(rates, key=lambda b: rates[b])
+    return size, rates[size]
+
+
+def describe_rates(rates: dict[int, float]) -> str:
+    return ", ".join(f"batch {b} = {rate:.1f}" for b, rate in rates.items())
 
 
 def search_rows(url: str, dim: int, args) -> list[str]:
@@ -271,6 +301,10 @@ def main() -> None:
     parser.add_argument("--bare-seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--items", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--embed-workers", type=int, nargs="+", default=[1, 2],
+                        help="embedding worker counts (SSLZOO_EMBED_WORKERS) to measure, a server each")
+    parser.add_argument("--bare-batches", type=int, nargs="+", default=[1, 4, 8, 16, 32],
+                        help="batch sizes of the bare in-process baseline; ratios use the fastest")
     parser.add_argument("--image-size", type=int, default=64, help="side of the PNGs clients send")
     parser.add_argument("--search-size", type=int, default=100_000)
     parser.add_argument("--recall-size", type=int, default=10_000)
@@ -285,6 +319,7 @@ def main() -> None:
         args.clip_model = args.clip_model or "clip"
         args.duration, args.warmup, args.bare_seconds = 1.5, 0.5, 1.0
         args.search_size, args.recall_size, args.batch_settings = 5000, 1797, ["1:0", "64:0"]
+        args.embed_workers, args.bare_batches = args.embed_workers[:1], [1, 8]
     registry = zoo.Registry(home)
     os.environ["SSLZOO_HOME"] = str(home)
     from service.runtime import ModelRuntime
@@ -296,29 +331,42 @@ def main() -> None:
     loaded = runtime.get(args.model)
     model, backend = loaded.model, loaded.backend
     uris = png_uris(64, args.image_size)
+    micro: list[str] = []
     texts = sentences(256)
     print(f"# sslzoo service load ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f}, model {registry.resolve(args.model).ref}, {backend} backend, "
           f"{args.threads} intra-op thread(s) on both sides)\n")
-    bare = {b: bare_images(model, uris, b, args.bare_seconds) for b in (1, 32)}
-    print(f"bare in-process images/s: batch 1 = {bare[1]:.1f}, batch 32 = {bare[32]:.1f} (ratios use batch 32)")
+    bare = {b: bare_images(model, uris, b, args.bare_seconds) for b in args.bare_batches}
+    best, bare_best = best_rate(bare)
+    print(f"bare in-process images/s: {describe_rates(bare)} (ratios use the best: batch {best})")
     clip = runtime.get(args.clip_model).model if args.clip_model else None
     if clip is not None:
-        bare_text = timed_rate(lambda: clip.embed_texts(texts[:32]), 32, args.bare_seconds)
-        print(f"bare in-process texts/s ({args.clip_model}, batch 32) = {bare_text:.1f}")
+        bare_texts = {b: timed_rate(lambda b=b: clip.embed_texts(texts[:b]), b, args.bare_seconds)
+                      for b in args.bare_batches}
+        text_best, bare_text = best_rate(bare_texts)
+        print(f"bare in-process texts/s ({args.clip_model}): {describe_rates(bare_texts)} "
+              f"(ratios use the best: batch {text_best})")
 
-    header = "| route | items/request | clients | items/s | requests/s | p50 ms | p99 ms | ratio to bare | errors |"
-    print(f"\n## Embedding throughput\n\n{header}\n|---|---|---|---|---|---|---|---|---|")
-    data = work / "data0"
-    data.mkdir()
-    with serve(home, data, SSLZOO_DEFAULT_MODEL=args.model) as url:
-        for row in embed_rows(url, "/embed", "images", uris, args.model, bare[32], args):
-            print(row, flush=True)
-        if clip is not None:
-            for row in embed_rows(url, "/embed_text", "texts", texts, args.clip_model, bare_text, args):
+    header = ("| route | items/request | clients | embedding workers | items/s | requests/s | p50 ms | p99 ms | "
+              "ratio to best bare | errors |")
+    print(f"\n## Embedding throughput\n\n{header}\n|---|---|---|---|---|---|---|---|---|---|")
+    for workers in args.embed_workers:
+        data = work / f"data-w{workers}"
+        data.mkdir()
+        with serve(home, data, SSLZOO_DEFAULT_MODEL=args.model, SSLZOO_EMBED_WORKERS=str(workers)) as url:
+            for row in embed_rows(url, "/embed", "images", uris, args.model, bare_best, workers, args):
                 print(row, flush=True)
-        print("\n## Search\n\n| index | clients | /search q/s | p50 ms | p99 ms | FAISS direct q/s | ratio | errors |")
-        print("|---|---|---|---|---|---|---|---|")
+            if clip is not None:
+                for row in embed_rows(url, "/embed_text", "texts", texts, args.clip_model, bare_text, workers, args):
+                    print(row, flush=True)
+            micro.append(f"{workers} worker(s): {_micro_batches(url, args)}")
+    print("\nmicro-batch sizes the runtime chose at warm-up: " + "; ".join(micro))
+
+    print("\n## Search\n\n| index | clients | /search q/s | p50 ms | p99 ms | FAISS direct q/s | ratio | errors |")
+    print("|---|---|---|---|---|---|---|---|")
+    data = work / "data-search"
+    data.mkdir()
+    with serve(home, data, SSLZOO_DEFAULT_MODEL=args.model, SSLZOO_EMBED_WORKERS=str(args.embed_workers[0])) as url:
         for row in search_rows(url, loaded.dim, args):
             print(row, flush=True)
 
@@ -330,7 +378,7 @@ def main() -> None:
         data = work / f"data-{size}-{wait}"
         data.mkdir()
         with serve(home, data, SSLZOO_DEFAULT_MODEL=args.model, SSLZOO_BATCH_MAX_SIZE=size,
-                   SSLZOO_BATCH_WAIT_MS=wait) as url:
+                   SSLZOO_BATCH_WAIT_MS=wait, SSLZOO_EMBED_WORKERS="1") as url:  # /models: that worker's counts
             import requests
 
             before = _batching(requests.get(url + "/models", timeout=30).json(), args.model)
@@ -345,6 +393,17 @@ def main() -> None:
     for row in recall_rows(model, args):
         print(row, flush=True)
     runtime.close()
+
+
+def _micro_batches(url: str, args) -> str:
+    """``image 8, text 32``: what the serving worker's runtime measured (``/models``)."""
+    import requests
+
+    models = requests.get(url + "/models", timeout=30).json()
+    sizes = [f"{entry['ref']} image {entry['batching'].get('micro_batch', 'none')}"
+             + (f", text {entry['text_batching'].get('micro_batch')}" if entry.get("text_batching") else "")
+             for entry in models["models"] if entry["loaded"]]  # .get: the committed service has no micro-batches
+    return ", ".join(sizes) or "none loaded"
 
 
 def _batching(models: dict, name: str) -> dict[str, float]:

@@ -7,6 +7,10 @@ and a lone request waits for nobody (``max_wait_ms=0``). A positive ``max_wait_m
 linger for more requests first: the trade Infinity and BentoML's dispatcher make, measured in
 ``benchmarks/service_load.py``.
 
+A merged batch is then cut into *micro-batches* of ``micro_batch`` items, the size the runtime found
+fastest per item at warm-up: on a CPU a large batch is often slower per item than a small one (the
+activations leave the caches), so merging many requests must not mean one huge model call.
+
 This sits in the runtime rather than behind ``@bentoml.api(batchable=True)`` because BentoML's
 batchable endpoints take exactly one argument, so a request could name neither its model nor its
 options, and the batch would be decoded serially inside one call.
@@ -19,25 +23,26 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 log = logging.getLogger("sslzoo.service")
+R = TypeVar("R", bound=Sequence[Any] | np.ndarray)
 
-#: A batch function: the payloads of several requests (each a list or array of items) → one array
-#: whose rows follow the concatenated items.
-BatchFn = Callable[[list[Any]], np.ndarray]
+#: A batch function: the payloads of several requests (each a list or array of items) → one result
+#: (an array, or a list) whose rows follow the concatenated items.
+BatchFn = Callable[[list[Any]], R]
 
 
 @dataclass
-class _Job:
+class _Job(Generic[R]):
     payload: Any
     size: int
-    future: Future[np.ndarray] = field(default_factory=Future)
+    future: Future[R] = field(default_factory=Future)
 
 
 @dataclass
@@ -47,18 +52,24 @@ class BatchStats:
     calls: int = 0
     items: int = 0
     largest: int = 0
+    micro_batch: int | None = None
+    model_calls: int = 0
 
-    def as_dict(self) -> dict[str, float]:
-        """Counts and the mean batch size."""
+    def as_dict(self) -> dict[str, float | None]:
+        """Counts, the mean merged batch, and the micro-batch size model calls are cut to."""
         return {"calls": self.calls, "items": self.items, "largest": self.largest,
-                "mean_batch": round(self.items / self.calls, 2) if self.calls else 0.0}
+                "mean_batch": round(self.items / self.calls, 2) if self.calls else 0.0,
+                "micro_batch": self.micro_batch, "model_calls": self.model_calls}
 
 
-class Batcher:
-    """Merges concurrent submissions into model calls of at most ``max_batch_size`` items."""
+class Batcher(Generic[R]):
+    """Merges concurrent submissions into batches of at most ``max_batch_size`` items.
 
-    def __init__(self, fn: BatchFn, *, name: str, max_batch_size: int = 64, max_wait_ms: float = 0.0,
-                 thread_init: Callable[[], None] | None = None) -> None:
+    Each merged batch runs as model calls of at most ``micro_batch`` items (one call while it is ``None``).
+    """
+
+    def __init__(self, fn: BatchFn[R], *, name: str, max_batch_size: int = 64, max_wait_ms: float = 0.0,
+                 thread_init: Callable[[], None] | None = None, micro_batch: int | None = None) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
         self.fn = fn
@@ -66,21 +77,33 @@ class Batcher:
         self.max_batch_size = max_batch_size
         self.max_wait = max(0.0, max_wait_ms) / 1000.0
         self.stats = BatchStats()
-        self._queue: queue.Queue[_Job | None] = queue.Queue()
-        self._held: _Job | None = None
+        self.micro_batch = micro_batch
+        self._queue: queue.Queue[_Job[R] | None] = queue.Queue()
+        self._held: _Job[R] | None = None
         self._thread_init = thread_init
         self._thread = threading.Thread(target=self._run, name=f"batcher-{name}", daemon=True)
         self._thread.start()
 
-    async def submit(self, payload: Sequence[Any] | np.ndarray) -> np.ndarray:
+    @property
+    def micro_batch(self) -> int | None:
+        """Most items in one model call (``None``: a merged batch runs as one call)."""
+        return self.stats.micro_batch
+
+    @micro_batch.setter
+    def micro_batch(self, size: int | None) -> None:
+        if size is not None and size < 1:
+            raise ValueError(f"micro_batch must be at least 1, got {size}")
+        self.stats.micro_batch = size
+
+    async def submit(self, payload: Sized) -> R:
         """Queue one request's items and wait (without blocking the event loop) for their rows."""
-        job = _Job(payload, len(payload))
+        job: _Job[R] = _Job(payload, len(payload))
         self._queue.put(job)
         return await asyncio.wrap_future(job.future)
 
-    def run_now(self, payload: Sequence[Any] | np.ndarray) -> np.ndarray:
+    def run_now(self, payload: Sized) -> R:
         """Blocking submit, for warm-up and for callers outside the event loop."""
-        job = _Job(payload, len(payload))
+        job: _Job[R] = _Job(payload, len(payload))
         self._queue.put(job)
         return job.future.result()
 
@@ -88,7 +111,7 @@ class Batcher:
         """Stop the worker after the jobs already queued."""
         self._queue.put(None)
 
-    def _collect(self, first: _Job) -> list[_Job]:
+    def _collect(self, first: _Job[R]) -> list[_Job[R]]:
         jobs, total = [first], first.size
         deadline = time.monotonic() + self.max_wait
         while total < self.max_batch_size:
@@ -120,7 +143,7 @@ class Batcher:
             if not jobs:
                 continue
             try:
-                out = self.fn([job.payload for job in jobs])
+                out = self._call([job.payload for job in jobs])
             except BaseException as exc:  # handed to every waiting request
                 log.exception("batch of %d request(s) failed in %s", len(jobs), self.name)
                 for job in jobs:
@@ -132,8 +155,42 @@ class Batcher:
             self.stats.largest = max(self.stats.largest, total)
             start = 0
             for job in jobs:
-                # Read-only views: nothing downstream may normalise a shared batch in place.
                 rows = out[start : start + job.size]
-                rows.flags.writeable = False
-                job.future.set_result(rows)
+                if isinstance(rows, np.ndarray):  # read-only views: nobody may normalise a shared batch in place
+                    rows.flags.writeable = False
+                job.future.set_result(rows)  # type: ignore[arg-type]  # a slice of R is an R
                 start += job.size
+
+    def _call(self, payloads: list[Any]) -> R:
+        """The merged batch as model calls of at most ``micro_batch`` items; their rows joined once."""
+        groups = micro_batches(payloads, self.micro_batch)
+        self.stats.model_calls += len(groups)
+        if len(groups) == 1:
+            return self.fn(groups[0])
+        outs = [self.fn(group) for group in groups]
+        if isinstance(outs[0], np.ndarray):
+            return np.concatenate(outs)  # type: ignore[return-value]  # arrays in, an array out
+        return [row for out in outs for row in out]  # type: ignore[return-value]  # lists in, a list out
+
+
+def micro_batches(payloads: list[Any], size: int | None) -> list[list[Any]]:
+    """``payloads`` regrouped so that each group holds at most ``size`` items, in order.
+
+    A payload larger than the room left in a group is sliced (a view for arrays), so a 32-item request
+    becomes, say, four calls of 8, and eight 1-item requests one call of 8.
+    """
+    if size is None or sum(len(p) for p in payloads) <= size:
+        return [payloads]
+    groups: list[list[Any]] = [[]]
+    room = size
+    for payload in payloads:
+        start = 0
+        while start < len(payload):
+            if room == 0:
+                groups.append([])
+                room = size
+            piece = payload[start : start + room]
+            groups[-1].append(piece)
+            start += len(piece)
+            room -= len(piece)
+    return groups

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from service.errors import BadRequest, NotFound, PayloadTooLarge
 from service.images import ImageLimits, decode_images, is_data_uri
-from service.labelsets import LabelSet, LabelSetStore, check_labels
+from service.labelsets import LabelSet, check_labels
 from service.runtime import LoadedModel, ModelRuntime
 from service.settings import Settings
 from service.validation import check_count, encode_vectors
@@ -23,10 +23,23 @@ from zoo.zeroshot import DEFAULT_TEMPLATES, ClassifierCache, top_k
 MAX_TEXT_CHARS = 20_000
 
 
+class LabelSets(Protocol):
+    """Where named label sets live (the index service keeps them: one copy for every worker)."""
+
+    async def get(self, name: str) -> LabelSet | None:
+        """A label set, or ``None``."""
+
+    async def all(self) -> list[LabelSet]:
+        """Every label set, by name."""
+
+    async def put(self, label_set: LabelSet) -> None:
+        """Add or replace a label set, durably."""
+
+
 class Embedder:
     """Images and texts → vectors for any registry model, plus zero-shot classification."""
 
-    def __init__(self, runtime: ModelRuntime, settings: Settings, label_sets: LabelSetStore) -> None:
+    def __init__(self, runtime: ModelRuntime, settings: Settings, label_sets: LabelSets) -> None:
         self.runtime = runtime
         self.settings = settings
         self.label_sets = label_sets
@@ -70,17 +83,17 @@ class Embedder:
         return {**model.describe(), "embeddings": encode_vectors(vectors, encoding_format)}
 
     # -- zero-shot ---------------------------------------------------------------------------------
-    def resolve_labels(self, candidate_labels: list[str] | None, label_set: str | None,
-                       hypothesis_template: str | None, hypothesis_templates: list[str] | None) -> LabelSet:
+    async def resolve_labels(self, candidate_labels: list[str] | None, label_set: str | None,
+                             hypothesis_template: str | None, hypothesis_templates: list[str] | None) -> LabelSet:
         """The label set a classify request means: a registered name, or labels given inline."""
         if (candidate_labels is None) == (label_set is None):
             raise BadRequest("give exactly one of 'candidate_labels' and 'label_set'")
         if hypothesis_template is not None and hypothesis_templates is not None:
             raise BadRequest("give 'hypothesis_template' or 'hypothesis_templates', not both")
         if label_set is not None:
-            found = self.label_sets.get(label_set)
+            found = await self.label_sets.get(label_set)
             if found is None:
-                known = ", ".join(s.name for s in self.label_sets.all()) or "none registered"
+                known = ", ".join(s.name for s in await self.label_sets.all()) or "none registered"
                 raise NotFound(f"no label set named {label_set!r} (known: {known}); register it with POST /label_sets")
             if hypothesis_template is None and hypothesis_templates is None:
                 return found
@@ -110,14 +123,14 @@ class Embedder:
                                                                                        strict=True)]
                             for p in predictions]}
 
-    def register_labels(self, name: str, labels: LabelSet) -> dict[str, Any]:
+    async def register_labels(self, name: str, labels: LabelSet) -> dict[str, Any]:
         """``POST /label_sets``."""
         from service.index.base import NAME_RE
 
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise BadRequest(f"invalid label set name {name!r}: letters, digits, '.', '_', '-' (max 64)")
         stored = LabelSet(name, labels.labels, labels.templates)
-        self.label_sets.put(stored)
+        await self.label_sets.put(stored)
         return {"name": name, "labels": len(stored.labels), "templates": list(stored.templates)}
 
     # -- OpenAI ------------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
-"""Index endpoints: add, delete, drop, get, search, k-NN classification and stats.
+"""Index operations on the store: add, delete, drop, get, search, k-NN classification and stats.
 
-Every index is bound at creation to one embedding space, dimension and metric; vectors from another
-space are refused (409) and vectors of another width are a 400. Images and texts are embedded with
-the request's model, or the model that created the index; raw vectors must say which space they are
-in when they create or extend an index. Store calls block on fsync, so they run in worker threads.
+This is the index service's half of every index endpoint (:mod:`service.index_service` runs it in the
+one process that owns the store); the entry service embeds images and texts, parses raw vectors and
+hands over a :data:`Query` (:mod:`service.index_gateway`). Every index is bound at creation to one
+embedding space, dimension and metric; vectors from another space are refused (409) and vectors of
+another width are a 400. Store calls block on fsync, so they run in worker threads; searches without
+a filter that arrive together run as one FAISS call (:class:`~service.index.batched.SearchBatchers`).
 """
 
 from __future__ import annotations
@@ -11,16 +13,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from service.embedding import Embedder
 from service.errors import BadRequest, Conflict, NotFound
 from service.index import IndexSpec, IndexStore, MetadataFilter, VectorIndex, parse_filter
 from service.index.base import KINDS, NAME_RE
+from service.index.batched import SearchBatchers
 from service.settings import Settings
 from service.validation import check_count, check_ids, check_metadata, fit_vectors, one_source, parse_vectors
+
+if TYPE_CHECKING:
+    from service.embedding import Embedder
+    from zoo.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -33,13 +39,93 @@ class Vectors:
     model: str | None
 
 
-class Indexer:
-    """The index endpoints over an :class:`~service.index.base.IndexStore`."""
+@dataclass(frozen=True)
+class RawVectors:
+    """Vectors a client sent, parsed but not yet fitted to an index (only the index knows its spec).
 
-    def __init__(self, store: IndexStore, embedder: Embedder, settings: Settings) -> None:
+    ``metric`` is the metric of the registry entry whose space ``embedding_space`` names, when one
+    does: the metric a new index takes.
+    """
+
+    values: np.ndarray
+    embedding_space: str | None
+    metric: str | None = None
+
+
+#: What the entry service hands over for a query or an add: embedded, or raw from the client.
+Query = Vectors | RawVectors
+
+
+def query_to_wire(query: Query) -> dict[str, Any]:
+    """A query as a dict of plain values and its array (what crosses to the index service intact)."""
+    if isinstance(query, Vectors):
+        return {"values": query.values, "space": query.space, "metric": query.metric, "model": query.model}
+    return {"values": query.values, "embedding_space": query.embedding_space, "metric": query.metric}
+
+
+def query_from_wire(wire: dict[str, Any]) -> Query:
+    """The query :func:`query_to_wire` sent."""
+    if "space" in wire:
+        return Vectors(wire["values"], wire["space"], wire["metric"], wire["model"])
+    return RawVectors(wire["values"], wire["embedding_space"], wire["metric"])
+
+
+def fit_query(index: VectorIndex | None, query: Query) -> Vectors:
+    """Raw vectors checked against the index's space and width; embedded ones as they are.
+
+    Raw vectors are unit-normalised for a cosine space (a copy: the input may be read-only).
+    """
+    if isinstance(query, Vectors):
+        return query
+    raw, space = query.values, query.embedding_space
+    if index is not None:
+        spec = index.spec
+        if space is not None and space != spec.embedding_space:
+            raise Conflict(f"index {spec.name!r} holds space {spec.embedding_space}; these vectors are from {space}")
+        return Vectors(fit_vectors(raw, spec.dim, spec.metric), spec.embedding_space, spec.metric, None)
+    if not space:
+        raise BadRequest("raw vectors need 'embedding_space' (the id /embed returns) so the index can "
+                         "refuse vectors of another model")
+    metric = query.metric or "cosine"
+    return Vectors(fit_vectors(raw, raw.shape[1], metric), space, metric, None)
+
+
+async def embed_query(embedder: Embedder, source: str, items: Sequence[str], model: str | None,
+                      embedding_space: str | None) -> Vectors:
+    """Images or texts embedded with ``model``, refused when the request names another space."""
+    if source == "images":
+        loaded, values = await embedder.images(model, items)
+    else:
+        loaded, values = await embedder.texts(model, items)
+    if embedding_space is not None and embedding_space != loaded.embedding_space:
+        raise Conflict(f"'embedding_space' {embedding_space} does not match model {loaded.ref} "
+                       f"({loaded.embedding_space})")
+    return Vectors(values, loaded.embedding_space, loaded.config.metric, loaded.ref)
+
+
+def space_metric(registry: Registry, space: str) -> str | None:
+    """The metric of a registry entry with this space (``None`` when no entry has it)."""
+    for entry in registry.entries():
+        try:
+            if entry.embedding_space == space:
+                return entry.read_config().metric
+        except Exception:  # a broken entry elsewhere must not fail this request
+            continue
+    return None
+
+
+class Indexer:
+    """The index operations over an :class:`~service.index.base.IndexStore`.
+
+    The index service holds one without an embedder; given one, the same class also serves a
+    request's images and texts in-process.
+    """
+
+    def __init__(self, store: IndexStore, embedder: Embedder | None, settings: Settings) -> None:
         self.store = store
         self.embedder = embedder
         self.settings = settings
+        self.searches = SearchBatchers(settings.batch_max_size * 4)
 
     # -- helpers -----------------------------------------------------------------------------------
     def open(self, name: str) -> VectorIndex:
@@ -50,6 +136,11 @@ class Indexer:
             raise NotFound(f"no index named {name!r} (known: {known}); POST /index/add creates one")
         return index
 
+    def spec(self, name: str) -> IndexSpec | None:
+        """An index's binding, or ``None`` when there is no such index (yet)."""
+        index = self.store.open(self._name(name))
+        return None if index is None else index.spec
+
     @staticmethod
     def _name(name: str) -> str:
         if not isinstance(name, str) or not NAME_RE.match(name):
@@ -58,43 +149,28 @@ class Indexer:
 
     def _space_metric(self, space: str) -> str | None:
         """The metric of a registry entry with this space (``None`` when no entry has it)."""
-        for entry in self.embedder.runtime.registry.entries():
-            try:
-                if entry.embedding_space == space:
-                    return entry.read_config().metric
-            except Exception:  # a broken entry elsewhere must not fail this request
-                continue
-        return None
+        return None if self.embedder is None else space_metric(self.embedder.runtime.registry, space)
 
-    async def vectors(self, *, images: Sequence[str] | None, texts: Sequence[str] | None,
-                      vectors: Sequence[Sequence[float]] | None, model: str | None, embedding_space: str | None,
-                      index: VectorIndex | None, what: str, metric: str = "cosine") -> Vectors:
-        """Embed images or texts, or check raw vectors, for an index (existing or about to be created)."""
+    async def vectors(self, *, index: VectorIndex | None, what: str, images: Sequence[str] | None = None,
+                      texts: Sequence[str] | None = None, vectors: Query | Sequence[Sequence[float]] | None = None,
+                      model: str | None = None, embedding_space: str | None = None) -> Vectors:
+        """A query's vectors fitted to an index (existing, or about to be created from them).
+
+        ``vectors`` is either a :data:`Query` the entry service prepared, or the request's own fields
+        (raw vectors as lists; images and texts only where this process holds an embedder).
+        """
+        if isinstance(vectors, Vectors | RawVectors):
+            return fit_query(index, vectors)
         source, items = one_source({"images": images, "texts": texts, "vectors": vectors}, what)
         if source == "vectors":
             check_count(items, "vectors", self.settings.max_items)
-            raw = parse_vectors(items)  # type: ignore[arg-type]
-            if index is not None:
-                spec = index.spec
-                if embedding_space is not None and embedding_space != spec.embedding_space:
-                    raise Conflict(f"index {spec.name!r} holds space {spec.embedding_space}; these vectors are "
-                                   f"from {embedding_space}")
-                return Vectors(fit_vectors(raw, spec.dim, spec.metric), spec.embedding_space, spec.metric, None)
-            if not embedding_space:
-                raise BadRequest("raw vectors need 'embedding_space' (the id /embed returns) so the index can "
-                                 "refuse vectors of another model")
-            metric = self._space_metric(embedding_space) or metric
-            return Vectors(fit_vectors(raw, raw.shape[1], metric), embedding_space, metric, None)
+            metric = self._space_metric(embedding_space) if index is None and embedding_space else None
+            return fit_query(index, RawVectors(parse_vectors(items), embedding_space, metric))  # type: ignore[arg-type]
+        if self.embedder is None:
+            raise BadRequest(f"{what}: images and texts are embedded by the entry service, not here")
         if model is None and index is not None:
             model = index.spec.model
-        if source == "images":
-            loaded, values = await self.embedder.images(model, items)  # type: ignore[arg-type]
-        else:
-            loaded, values = await self.embedder.texts(model, items)  # type: ignore[arg-type]
-        if embedding_space is not None and embedding_space != loaded.embedding_space:
-            raise Conflict(f"'embedding_space' {embedding_space} does not match model {loaded.ref} "
-                           f"({loaded.embedding_space})")
-        return Vectors(values, loaded.embedding_space, loaded.config.metric, loaded.ref)
+        return await embed_query(self.embedder, source, items, model, embedding_space)
 
     @staticmethod
     def check_space(index: VectorIndex, vectors: Vectors) -> None:
@@ -109,14 +185,14 @@ class Indexer:
 
     # -- writes ------------------------------------------------------------------------------------
     async def add(self, name: str, ids: list[str] | None, metadata: list[Any] | None, kind: str | None,
-                  **source: Any) -> dict[str, Any]:
+                  query: Query | None) -> dict[str, Any]:
         """``POST /index/add``: upsert by id; the first add creates the index, bound to its space."""
         if kind is not None and kind not in KINDS:
             raise BadRequest(f"'kind' must be one of {KINDS}")
         index = self.store.open(self._name(name))
         if index is not None and kind is not None and kind != index.spec.kind:
             raise Conflict(f"index {name!r} is {index.spec.kind}, not {kind}; drop it to change its kind")
-        vectors = await self.vectors(index=index, what="index/add", **source)
+        vectors = await self.vectors(index=index, what="index/add", vectors=query)
         n = len(vectors.values)
         item_ids = check_ids(ids, n, self.settings.max_items)
         metas = check_metadata(metadata, n)
@@ -150,6 +226,7 @@ class Indexer:
     async def drop(self, name: str) -> dict[str, Any]:
         """``POST /index/drop``: delete a whole index."""
         self.open(name)
+        self.searches.forget(name)
         return {"index": name, "dropped": await asyncio.to_thread(self.store.drop, name)}
 
     # -- reads -------------------------------------------------------------------------------------
@@ -170,20 +247,27 @@ class Indexer:
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
 
-    async def search(self, name: str, k: int, where: dict[str, Any] | None, **source: Any) -> dict[str, Any]:
+    async def _nearest(self, index: VectorIndex, values: np.ndarray, k: int, flt: MetadataFilter
+                       ) -> list[list[Any]]:
+        if flt:
+            return await asyncio.to_thread(index.search, values, k, flt)
+        return await self.searches.search(index, values, k)
+
+    async def search(self, name: str, k: int, where: dict[str, Any] | None, query: Query | None
+                     ) -> dict[str, Any]:
         """``POST /search``: the k nearest items per query, optionally among those matching a filter."""
         index = self.open(name)
         if not 1 <= k <= 1000:
             raise BadRequest("k must be between 1 and 1000")
         flt = self._filter(where)
-        vectors = await self.vectors(index=index, what="search", **source)
+        vectors = await self.vectors(index=index, what="search", vectors=query)
         self.check_space(index, vectors)
-        hits = await asyncio.to_thread(index.search, vectors.values, k, flt)
+        hits = await self._nearest(index, vectors.values, k, flt)
         return {"index": name, "embedding_space": index.spec.embedding_space, "metric": index.spec.metric,
                 "results": [[{"id": h.id, "score": h.score, "metadata": h.metadata} for h in row] for row in hits]}
 
     async def knn_classify(self, name: str, k: int, label_field: str, temperature: float,
-                           where: dict[str, Any] | None, **source: Any) -> dict[str, Any]:
+                           where: dict[str, Any] | None, query: Query | None) -> dict[str, Any]:
         """``POST /knn_classify``: a label per query from its labelled neighbours' similarity-weighted votes."""
         index = self.open(name)
         if not 1 <= k <= 1000:
@@ -191,9 +275,9 @@ class Indexer:
         if not temperature > 0:
             raise BadRequest("temperature must be positive")
         flt = self._filter(where, exists=(label_field,))
-        vectors = await self.vectors(index=index, what="knn_classify", **source)
+        vectors = await self.vectors(index=index, what="knn_classify", vectors=query)
         self.check_space(index, vectors)
-        hits = await asyncio.to_thread(index.search, vectors.values, k, flt)
+        hits = await self._nearest(index, vectors.values, k, flt)
         results: list[dict[str, Any]] = []
         for row in hits:
             if not row:
@@ -217,6 +301,11 @@ class Indexer:
         """``GET /index/stats``: every index (or one) with its binding and size."""
         names = [name] if name else self.store.names()
         return {"indexes": [self.open(n).stats() for n in names]}
+
+    def close(self) -> None:
+        """Stop the search batchers, then snapshot and close the store."""
+        self.searches.close()
+        self.store.close()
 
 
 def _path_value(metadata: dict[str, Any], dotted: str) -> Any:

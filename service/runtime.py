@@ -2,7 +2,8 @@
 
 The runtime splits each embedding into pre-processing (decode, resize, standardise: CPU, run in the
 request's worker thread, in parallel) and the model core (one :class:`~service.batching.Batcher`
-thread per tower, batching across requests). ONNX is preferred when the entry has ``model.onnx``;
+thread per tower, batching across requests, cut into the micro-batch size that warm-up measured
+fastest for the loaded tower: :mod:`service.tuning`). ONNX is preferred when the entry has ``model.onnx``;
 otherwise, or when the ONNX backend is not installed or fails to load, the torch backend serves it
 and the log says which and why.
 """
@@ -27,11 +28,13 @@ import zoo
 from service.batching import Batcher
 from service.errors import BadRequest, NotFound
 from service.settings import Settings
+from service.tuning import BatchChoice, fastest_batch
 from zoo.preprocess import preprocess_batch
 from zoo.refs import parse_ref
 
 log = logging.getLogger("sslzoo.service")
 LOGIT_SCALE_MAX = math.log(100.0)
+RESOLVE_TTL_S = 1.0
 
 
 def _image_core(model: Any) -> Callable[[np.ndarray], np.ndarray] | None:
@@ -67,8 +70,8 @@ class LoadedModel:
     backend: str
     config: zoo.EncoderConfig
     embedding_space: str
-    image_batcher: Batcher
-    text_batcher: Batcher | None = None
+    image_batcher: Batcher[np.ndarray]
+    text_batcher: Batcher[np.ndarray] | None = None
     logit_scale: float | None = None
     tokenizer: Any = None
     load_seconds: float = 0.0
@@ -127,11 +130,28 @@ class ModelRuntime:
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
         self._load_locks: dict[str, threading.Lock] = {}
+        self._resolved: dict[str | None, tuple[float, zoo.Entry]] = {}
         self.default_error: str | None = None
 
     # -- references --------------------------------------------------------------------------------
     def resolve(self, ref: str | None) -> zoo.Entry:
-        """The registry entry a request names (the default model when it names none)."""
+        """The registry entry a request names (the default model when it names none).
+
+        Answers are kept for :data:`RESOLVE_TTL_S`: every request resolves its model, and reading the
+        registry's folders each time is most of a small request's own work; a newly saved version is
+        still served within the second.
+        """
+        now = time.monotonic()
+        cached = self._resolved.get(ref)
+        if cached is not None and now - cached[0] < RESOLVE_TTL_S:
+            return cached[1]
+        entry = self._resolve(ref)
+        if len(self._resolved) > 1024:  # names a client made up: no unbounded growth
+            self._resolved.clear()
+        self._resolved[ref] = (now, entry)
+        return entry
+
+    def _resolve(self, ref: str | None) -> zoo.Entry:
         is_default = ref is None or ref == ""
         name = self.settings.default_model if is_default else str(ref)
         try:
@@ -222,7 +242,7 @@ class ModelRuntime:
         core = _image_core(model)
         settings = self.settings
         if core is not None:
-            image_fn = lambda payloads: core(np.concatenate(payloads))  # noqa: E731
+            image_fn = lambda payloads: core(_joined(payloads))  # noqa: E731
         else:
             image_fn = lambda payloads: model.embed_images([im for p in payloads for im in p])  # noqa: E731
         batch: dict[str, Any] = {"max_batch_size": settings.batch_max_size, "max_wait_ms": settings.batch_wait_ms,
@@ -241,16 +261,37 @@ class ModelRuntime:
                  loaded.load_seconds)
         return loaded
 
-    @staticmethod
-    def _warm_up(loaded: LoadedModel) -> None:
-        """One image (and one text) through each tower: first-call costs are paid before serving."""
+    def _warm_up(self, loaded: LoadedModel) -> None:
+        """One image (and one text) through each tower, then each tower's micro-batch size chosen.
+
+        First-call costs are paid before serving, and the batch sizes are timed on this machine with
+        this backend (``SSLZOO_MICRO_BATCH`` fixes the size instead).
+        """
         channels, height, width = loaded.config.preprocess.input_size
         blank = Image.new("L" if channels == 1 else "RGB", (width, height), 128)
-        vectors = loaded.image_batcher.run_now(loaded.prepare_images([blank]))
+        prepared = loaded.prepare_images([blank])
+        vectors = loaded.image_batcher.run_now(prepared)
         if vectors.shape != (1, loaded.dim):
             raise zoo.ConfigError(f"{loaded.ref}: image tower returned {vectors.shape}, expected (1, {loaded.dim})")
+        largest = self.settings.batch_max_size
+        tiled = np.repeat(prepared, largest, axis=0) if isinstance(prepared, np.ndarray) else prepared * largest
+        # Timing calls go straight to the batch function, in this (loading) thread, whose torch thread
+        # count _thread_limiter set: they are not traffic, so the batchers' counters do not see them.
+        image_fn = loaded.image_batcher.fn
+        self._choose(loaded.image_batcher, lambda size: image_fn([tiled[:size]]))
         if loaded.text_batcher is not None:
-            loaded.text_batcher.run_now(["warm-up"])
+            text_batcher = loaded.text_batcher
+            text_batcher.run_now(["warm-up"])
+            self._choose(text_batcher, lambda size: text_batcher.fn([["a photo of a small thing"] * size]))
+
+    def _choose(self, batcher: Batcher[np.ndarray], run: Callable[[int], object]) -> None:
+        fixed = self.settings.micro_batch
+        if fixed > 0:
+            batcher.micro_batch = min(fixed, self.settings.batch_max_size)
+            return
+        choice: BatchChoice = fastest_batch(run, self.settings.batch_max_size)
+        batcher.micro_batch = choice.size
+        log.info("%s: micro-batch %s", batcher.name, choice.describe())
 
     def preload(self, ref: str | None) -> threading.Thread:
         """Load the default model in the background; failures are logged loudly and kept for readiness."""
@@ -306,9 +347,14 @@ def _thread_limiter(backend: str, threads: int) -> Callable[[], None] | None:
     return limit
 
 
+def _joined(payloads: list[np.ndarray]) -> np.ndarray:
+    """One array of pixels: a lone payload as it is (no copy), several concatenated."""
+    return payloads[0] if len(payloads) == 1 else np.concatenate(payloads)
+
+
 def _as_float32(fn: Callable[[list[Any]], Any]) -> Callable[[list[Any]], np.ndarray]:
     def run(payloads: list[Any]) -> np.ndarray:
-        return np.ascontiguousarray(np.asarray(fn(payloads), dtype=np.float32))
+        return np.ascontiguousarray(fn(payloads), dtype=np.float32)  # no copy when it already is
 
     return run
 

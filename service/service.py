@@ -1,10 +1,15 @@
-"""The BentoML service: routes wired onto the runtime, the index store and the zero-shot cache.
+"""The BentoML entry service: every public route, wired onto the runtime and the index service.
 
 Nothing here computes: each endpoint hands its arguments to :class:`~service.embedding.Embedder` or
-:class:`~service.indexing.Indexer`, and :func:`~service.errors.json_errors` turns failures into JSON
-4xx answers. POST endpoints are BentoML APIs (so ``bentoml.SyncHTTPClient`` and the OpenAPI page know
-them); the GET endpoints live on a small FastAPI app mounted beside them, because BentoML APIs are
-POST-only. One worker process: the index is the only state, and it lives in this process.
+:class:`~service.index_gateway.IndexGateway`, and :func:`~service.errors.json_errors` turns failures
+into JSON 4xx answers. POST endpoints are BentoML APIs (so ``bentoml.SyncHTTPClient`` and the OpenAPI
+page know them); the GET endpoints live on a small FastAPI app mounted beside them, because BentoML
+APIs are POST-only.
+
+Two services, composed with ``bentoml.depends``: this one is stateless (models, embedding, zero-shot,
+request parsing) and runs ``SSLZOO_EMBED_WORKERS`` processes (default: what the cores allow);
+:class:`~service.index_service.IndexService` owns the indexes and label sets in one process. Each
+scales on its own; ``bentoml serve`` runs both on one machine.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from starlette.responses import Response
 
 from service.errors import json_errors, json_response, openai_errors
 from service.http_guard import RequestGuard
+from service.index_service import IndexService
 from service.models import references
 from service.page import install_page
 from service.settings import Settings
@@ -29,20 +35,20 @@ Encoding = Literal["float", "base64"]
 Images = list[str] | None
 Texts = list[str] | None
 Vecs = list[list[float]] | None
+SETTINGS = Settings.from_env()
 
 
-@bentoml.service(workers=1, traffic={"timeout": 120})
+@bentoml.service(workers=SETTINGS.workers(), traffic={"timeout": 120})
 @bentoml.asgi_app(reads, path="/")
 class SslzooService:
     """Embeddings, k-NN search and zero-shot classification over the sslzoo registry."""
 
+    index_service = bentoml.depends(IndexService)
+
     def __init__(self) -> None:
         from service.embedding import Embedder
-        from service.index import LocalIndexStore
-        from service.indexing import Indexer
-        from service.labelsets import LabelSetStore
+        from service.index_gateway import IndexGateway, RemoteLabelSets
         from service.models import packed_roots
-        from service.projection import Projector
         from service.runtime import ModelRuntime
         from zoo.registry import Registry, default_readonly_roots
 
@@ -50,15 +56,12 @@ class SslzooService:
         self.settings = Settings.from_env()
         packed = packed_roots(SslzooService.bento, REFERENCES)  # type: ignore[attr-defined]  # a bentoml.Service
         self.runtime = ModelRuntime(self.settings, Registry(readonly_roots=(*packed, *default_readonly_roots())))
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.embedder = Embedder(self.runtime, self.settings, LabelSetStore(self.settings.data_dir / "label_sets.json"))
-        store = LocalIndexStore(self.settings.data_dir / "indexes", self.settings.snapshot_every,
-                                self.settings.intra_op_threads)
-        self.indexer = Indexer(store, self.embedder, self.settings)
-        self.projector = Projector(self.indexer)
+        self.embedder = Embedder(self.runtime, self.settings, RemoteLabelSets(self.index_service))
+        self.indexes = IndexGateway(self.index_service, self.embedder, self.settings)
         log.info("sslzoo service: registry %s (+%d packed model(s)), data %s, default model %r, backend %s, "
-                 "%d intra-op thread(s), API key %s", self.runtime.registry.home, len(packed), self.settings.data_dir,
-                 self.settings.default_model, self.settings.backend, self.settings.intra_op_threads,
+                 "%d intra-op thread(s), %d embedding worker(s), API key %s", self.runtime.registry.home,
+                 len(packed), self.settings.data_dir, self.settings.default_model, self.settings.backend,
+                 self.settings.intra_op_threads, self.settings.workers(),
                  "required for writes" if self.settings.api_key else "off")
         self.runtime.preload(None)
 
@@ -68,8 +71,7 @@ class SslzooService:
 
     @bentoml.on_shutdown
     def close(self) -> None:
-        """Snapshot the indexes and stop the batchers."""
-        self.indexer.store.close()
+        """Stop the batchers (the index service snapshots the indexes at its own shutdown)."""
         self.runtime.close()
 
     # -- embeddings --------------------------------------------------------------------------------
@@ -94,7 +96,8 @@ class SslzooService:
                        hypothesis_templates: list[str] | None = None, top_k: int = 5, model: str | None = None
                        ) -> dict[str, Any]:
         """Zero-shot labels with probabilities, from candidate labels or a registered label set."""
-        labels = self.embedder.resolve_labels(candidate_labels, label_set, hypothesis_template, hypothesis_templates)
+        labels = await self.embedder.resolve_labels(candidate_labels, label_set, hypothesis_template,
+                                                    hypothesis_templates)
         return await self.embedder.classify(model, images, labels, top_k)
 
     @bentoml.api(route="/label_sets")
@@ -102,8 +105,8 @@ class SslzooService:
     async def register_label_set(self, name: str, candidate_labels: list[str],
                                  hypothesis_templates: list[str] | None = None) -> dict[str, Any]:
         """Register (or replace) a named label set for ``/classify``."""
-        labels = self.embedder.resolve_labels(candidate_labels, None, None, hypothesis_templates)
-        return self.embedder.register_labels(name, labels)
+        labels = await self.embedder.resolve_labels(candidate_labels, None, None, hypothesis_templates)
+        return await self.embedder.register_labels(name, labels)
 
     @bentoml.api(route="/v1/embeddings")
     @openai_errors
@@ -121,27 +124,27 @@ class SslzooService:
                         model: str | None = None, embedding_space: str | None = None,
                         kind: Literal["flat", "hnsw"] | None = None) -> dict[str, Any]:
         """Upsert items by id; the first add creates the index, bound to the vectors' embedding space."""
-        return await self.indexer.add(index, ids, metadata, kind, images=images, texts=texts, vectors=vectors,
+        return await self.indexes.add(index, ids, metadata, kind, images=images, texts=texts, vectors=vectors,
                                       model=model, embedding_space=embedding_space)
 
     @bentoml.api(route="/index/delete")
     @json_errors
     async def index_delete(self, ids: list[str], index: str = "default") -> dict[str, Any]:
         """Delete items by id."""
-        return await self.indexer.delete(index, ids)
+        return await self.indexes.delete(index, ids)
 
     @bentoml.api(route="/index/drop")
     @json_errors
     async def index_drop(self, index: str) -> dict[str, Any]:
         """Delete a whole index and its data."""
-        return await self.indexer.drop(index)
+        return await self.indexes.drop(index)
 
     @bentoml.api(route="/index/get")
     @json_errors
     async def index_get(self, ids: list[str], index: str = "default", include_vectors: bool = False
                         ) -> dict[str, Any]:
         """Stored items (metadata, optionally vectors) by id; ``null`` for unknown ids."""
-        return await self.indexer.get(index, ids, include_vectors)
+        return await self.indexes.get(index, ids, include_vectors)
 
     @bentoml.api(route="/search")
     @json_errors
@@ -149,7 +152,7 @@ class SslzooService:
                      k: int = 10, filter: dict[str, Any] | None = None, model: str | None = None,
                      embedding_space: str | None = None) -> dict[str, Any]:
         """Nearest items by image, text (CLIP) or vector, optionally among those matching a metadata filter."""
-        return await self.indexer.search(index, k, filter, images=images, texts=texts, vectors=vectors,
+        return await self.indexes.search(index, k, filter, images=images, texts=texts, vectors=vectors,
                                          model=model, embedding_space=embedding_space)
 
     @bentoml.api(route="/knn_classify")
@@ -159,7 +162,7 @@ class SslzooService:
                            filter: dict[str, Any] | None = None, model: str | None = None,
                            embedding_space: str | None = None) -> dict[str, Any]:
         """Label images by a similarity-weighted vote of their labelled neighbours."""
-        return await self.indexer.knn_classify(index, k, label_field, temperature, filter, images=images,
+        return await self.indexes.knn_classify(index, k, label_field, temperature, filter, images=images,
                                                texts=None, vectors=vectors, model=model,
                                                embedding_space=embedding_space)
 
@@ -170,8 +173,8 @@ class SslzooService:
                                texts: Texts = None, vectors: Vecs = None, model: str | None = None
                                ) -> dict[str, Any]:
         """A 2-D map of an index (PCA, or t-SNE), cached per index version, with a query's position if given."""
-        return await self.projector.project(index, method, max_points, perplexity, seed, images=images, texts=texts,
-                                            vectors=vectors, model=model, embedding_space=None)
+        return await self.indexes.project(index, method, max_points, perplexity, seed, images=images, texts=texts,
+                                          vectors=vectors, model=model, embedding_space=None)
 
     # -- reads (GET) -------------------------------------------------------------------------------
     @reads.get("/models")
@@ -190,7 +193,8 @@ class SslzooService:
                         "normalized": config.normalize, "embedding_space": entry.embedding_space,
                         "clip": config.is_clip, "metrics": config.metrics, "loaded": live is not None,
                         "backend": live.backend if live else None,
-                        "batching": live.image_batcher.stats.as_dict() if live else None})
+                        "batching": live.image_batcher.stats.as_dict() if live else None,
+                        "text_batching": live.text_batcher.stats.as_dict() if live and live.text_batcher else None})
         return {"default": self.settings.default_model, "default_error": self.runtime.default_error,
                 "models": out}
 
@@ -200,14 +204,17 @@ class SslzooService:
         return await json_errors(self._index_stats)(index)
 
     async def _index_stats(self, index: str | None) -> dict[str, Any]:
-        return self.indexer.stats(index)
+        return await self.indexes.stats(index)
 
     @reads.get("/label_sets")
     async def label_sets(self) -> Response:
         """Registered label sets."""
-        sets = self.embedder.label_sets.all()
-        return json_response({"label_sets": [{"name": s.name, "labels": list(s.labels),
-                                              "templates": list(s.templates)} for s in sets]})
+        return await json_errors(self._label_sets)()
+
+    async def _label_sets(self) -> dict[str, Any]:
+        sets = await self.embedder.label_sets.all()
+        return {"label_sets": [{"name": s.name, "labels": list(s.labels), "templates": list(s.templates)}
+                               for s in sets]}
 
     @reads.get("/v1/models")
     async def openai_models(self) -> Response:
@@ -218,6 +225,6 @@ class SslzooService:
 
 
 # The served entries as BentoML models: `bentoml build` packs them, `bentoml serve .` resolves them first.
-REFERENCES = references(Settings.from_env())
+REFERENCES = references(SETTINGS)
 SslzooService.models.extend(REFERENCES)  # type: ignore[attr-defined]  # the Service's list, not the GET /models route
 SslzooService.add_asgi_middleware(RequestGuard)  # type: ignore[attr-defined]  # a bentoml.Service, not a class

@@ -38,6 +38,11 @@ class Settings:
             with busy threads waits at every barrier (6× slower measured on 2 loaded cores).
         batch_max_size: Most items the runtime puts in one model call across concurrent requests.
         batch_wait_ms: How long the runtime waits for more requests before a model call (0: never).
+        micro_batch: Most items in one model call; a merged batch is cut into calls of this size.
+            0 (default): each tower's fastest size per item, measured at warm-up.
+        embed_workers: Processes of the (stateless) embedding service. 0 (default): what the cores
+            allow, ``cores // intra_op_threads`` (each worker's model call uses that many threads).
+            The index service is one more process, whatever this says.
         max_models: Loaded models kept in memory, least recently used out.
         zeroshot_cache: Zero-shot classifiers (label embeddings) kept, least recently used out.
         snapshot_every: Index changes between FAISS snapshots (start-up then replays fewer rows).
@@ -57,9 +62,17 @@ class Settings:
     intra_op_threads: int = max(1, (os.cpu_count() or 2) // 2)
     batch_max_size: int = 64
     batch_wait_ms: float = 0.0
+    micro_batch: int = 0
+    embed_workers: int = 0
     max_models: int = 4
     zeroshot_cache: int = 64
     snapshot_every: int = 10_000
+
+    def workers(self) -> int:
+        """How many embedding worker processes to run (``embed_workers``, or what the cores allow)."""
+        if self.embed_workers > 0:
+            return self.embed_workers
+        return max(1, (os.cpu_count() or 1) // max(1, self.intra_op_threads))
 
     def served_refs(self) -> tuple[str, ...]:
         """The default model, then the other served references, each once."""

@@ -41,7 +41,9 @@ class Server:
         self.log_path = log_path
         environ = {k: v for k, v in os.environ.items() if not k.startswith("SSLZOO_")}
         environ.update({"SSLZOO_HOME": str(home), "SSLZOO_DATA_DIR": str(data_dir), "BENTOML_DO_NOT_TRACK": "True",
-                        "BENTOML_HOME": str(home / "bentoml"), "SSLZOO_BUILTIN": "0", **env})
+                        "BENTOML_HOME": str(home / "bentoml"), "SSLZOO_BUILTIN": "0",
+                        # One embedding worker unless a test asks for more: each loads the models.
+                        "SSLZOO_EMBED_WORKERS": "1", **env})
         self.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [str(BENTOML), "serve", "service:SslzooService", "--host", "127.0.0.1", "--port", str(self.port)],

@@ -1,0 +1,130 @@
+"""The parts that let the service scale, without a server: micro-batches, the batch-size probe,
+searches merged across requests, and the index service's answers crossing back to the entry."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.batching import Batcher, micro_batches
+from service.errors import NotFound, classify_exception
+from service.index import IndexSpec, LocalIndexStore, parse_filter
+from service.index.batched import SearchBatchers
+from service.index_gateway import RemoteError, unwrap
+from service.index_service import answered
+from service.indexing import RawVectors, Vectors, query_from_wire, query_to_wire
+from service.tuning import candidate_sizes, fastest_batch
+
+
+# -- micro-batches ---------------------------------------------------------------------------------
+def test_micro_batches_cut_large_payloads_and_join_small_ones_in_order():
+    payloads = [np.arange(10), np.arange(10, 11), np.arange(11, 14)]
+    groups = micro_batches(payloads, 4)
+    assert [[len(p) for p in g] for g in groups] == [[4], [4], [2, 1, 1], [2]]
+    np.testing.assert_array_equal(np.concatenate([p for g in groups for p in g]), np.arange(14))
+    assert np.shares_memory(groups[0][0], payloads[0])  # slices are views, not copies
+    assert micro_batches(payloads, None) == [payloads]
+    assert micro_batches([["a"], ["b", "c"]], 8) == [[["a"], ["b", "c"]]]
+
+
+def test_batcher_runs_a_merged_batch_as_micro_batches_and_returns_each_request_its_rows():
+    gate, calls = threading.Event(), []
+
+    def model(payloads):
+        calls.append([len(p) for p in payloads])
+        gate.wait(5)
+        return np.concatenate([np.asarray(p, dtype=np.float32)[:, None] * [1, -1] for p in payloads])
+
+    batcher = Batcher(model, name="test", max_batch_size=16, micro_batch=4)
+
+    async def main():
+        first = asyncio.ensure_future(batcher.submit([0.0]))
+        await asyncio.sleep(0.05)  # the worker is inside the first call
+        big = asyncio.ensure_future(batcher.submit([float(i) for i in range(1, 11)]))
+        small = [asyncio.ensure_future(batcher.submit([float(i)])) for i in (11, 12)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        return await first, await big, await asyncio.gather(*small)
+
+    _, big, small = asyncio.run(main())
+    batcher.close()
+    assert calls == [[1], [4], [4], [2, 1, 1]]  # 12 merged items cut into calls of at most 4
+    np.testing.assert_array_equal(big, [[i, -i] for i in range(1, 11)])
+    np.testing.assert_array_equal(np.concatenate(small), [[11, -11], [12, -12]])
+    assert not big.flags.writeable
+    stats = batcher.stats.as_dict()
+    assert (stats["calls"], stats["model_calls"], stats["micro_batch"]) == (2, 4, 4)
+
+
+# -- the batch-size probe --------------------------------------------------------------------------
+def test_fastest_batch_picks_the_best_size_per_item_and_stops_once_larger_is_clearly_slower():
+    tried = []
+
+    def run(size: int) -> None:  # per call: a fixed cost, then items cheap up to 8 and dear beyond
+        tried.append(size)
+        time.sleep(0.004 + (0.0005 * size if size <= 8 else 0.004 * size))
+
+    choice = fastest_batch(run, 64)
+    assert choice.size == 8, choice.describe()
+    assert set(tried) == {1, 2, 4, 8, 16}  # 16 is far slower per item: 32 and 64 never run
+    assert candidate_sizes(48) == [1, 2, 4, 8, 16, 32, 48] and candidate_sizes(1) == [1]
+
+
+# -- searches merged across requests ---------------------------------------------------------------
+def test_concurrent_searches_with_their_own_k_get_what_a_lone_search_gets(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(500, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    store = LocalIndexStore(tmp_path)
+    index = store.create(IndexSpec(name="s", embedding_space="x", dim=16))
+    index.upsert([f"i{i}" for i in range(500)], vectors, [{"n": i} for i in range(500)])
+    searches = SearchBatchers(max_queries=64)
+    queries = [vectors[i : i + 1 + i % 3] + 0.01 for i in range(12)]  # 1 to 3 rows each
+    ks = [1 + i % 5 for i in range(12)]
+
+    async def main():
+        return await asyncio.gather(*(searches.search(index, q, k) for q, k in zip(queries, ks, strict=True)))
+
+    merged = asyncio.run(main())
+    for q, k, got in zip(queries, ks, merged, strict=True):
+        alone = index.search(q, k)
+        assert [[h.id for h in row] for row in got] == [[h.id for h in row] for row in alone]
+        assert [[h.metadata for h in row] for row in got] == [[h.metadata for h in row] for row in alone]
+    stats = searches._batcher(index).stats
+    assert stats.items == sum(len(q) for q in queries) and stats.calls < len(queries)  # some ran together
+    searches.close()
+    flt = parse_filter({"n": 3})
+    assert [h.id for h in index.search(vectors[:1], 5, flt)[0]] == ["i3"]
+    store.close()
+
+
+# -- answers crossing from the index service to the entry ------------------------------------------
+def test_an_index_service_error_reaches_the_entry_with_its_status_kind_and_message():
+    @answered
+    async def missing(name: str) -> None:
+        raise NotFound(f"no index named {name!r}")
+
+    @answered
+    async def fine(name: str) -> dict:
+        return {"index": name}
+
+    assert unwrap(asyncio.run(fine("a"))) == {"index": "a"}
+    envelope = asyncio.run(missing("b"))
+    with pytest.raises(RemoteError) as raised:
+        unwrap(envelope)
+    assert classify_exception(raised.value) == (404, "not_found", "no index named 'b'")
+
+
+def test_queries_cross_as_plain_dicts_and_come_back_the_same():
+    values = np.ones((2, 3), dtype=np.float32)
+    for query in (Vectors(values, "space", "cosine", "m@1"), RawVectors(values, "space", None),
+                  RawVectors(values, None, "dot")):
+        wire = query_to_wire(query)
+        assert isinstance(wire, dict) and wire["values"] is values
+        back = query_from_wire(wire)
+        assert type(back) is type(query) and back == query
