@@ -107,9 +107,16 @@ class Batcher(Generic[R]):
         self._queue.put(job)
         return job.future.result()
 
-    def close(self) -> None:
-        """Stop the worker after the jobs already queued."""
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the worker after the jobs already queued, and wait for it.
+
+        The worker is a daemon thread inside native model code most of the time; left running at interpreter
+        exit, it is torn down under torch's or onnxruntime's feet ("terminate called without an active
+        exception", exit 134).
+        """
         self._queue.put(None)
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
 
     def _collect(self, first: _Job[R]) -> list[_Job[R]]:
         jobs, total = [first], first.size
