@@ -28,9 +28,9 @@ test-fast: install  ## the suite without tests marked slow
 mutants: install  ## plant known bugs (scripts/mutants.py), each in a scratch copy, and check that their tests fail
 	$(PY) scripts/mutants.py
 
-lint: install  ## ruff (with docstring rules), mypy on zoo/, import-linter layers, deptry
+lint: install  ## ruff (with docstring rules), mypy on zoo/ and release/, import-linter layers, deptry
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy zoo
+	$(VENV)/bin/mypy zoo release
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/deptry .
 
@@ -46,7 +46,7 @@ bento: install  ## export (once) and import the served entries into BentoML's mo
 	$(VENV)/bin/bentoml build .
 
 zoo: install  ## retrain, export and ship the built-in models of training/recipes/zoo.yaml, then the README table
-	$(PY) scripts/make_zoo.py $(ZOO_ARGS)
+	$(PY) -m release.make_zoo $(ZOO_ARGS)
 
 contact-sheet: install  ## regenerate docs/datasets.png
 	$(PY) -m zoo.data.contact_sheet docs/datasets.png

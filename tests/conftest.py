@@ -19,7 +19,7 @@ def sslzoo_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mo
     data_cache.mkdir(exist_ok=True)
     (home / "data").symlink_to(data_cache, target_is_directory=True)
     monkeypatch.setenv("SSLZOO_HOME", str(home))
-    # The shipped models stay out of tests' registries (tests/zoo/test_shipped.py reads them explicitly).
+    # The shipped models stay out of tests' registries (tests/release/test_shipped.py reads them explicitly).
     monkeypatch.setenv("SSLZOO_BUILTIN", "0")
     return home
 

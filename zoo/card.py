@@ -101,7 +101,7 @@ def shipped_lines(config: EncoderConfig) -> list[str]:
     lines += ["", f"Parity on a fixed probe ({probe.get('n_images')} `{probe.get('dataset')}` "
               f"{probe.get('split')} images" + (f", {probe.get('n_texts')} texts" if config.is_clip else "")
               + f"; the gate is a min cosine of {shipped.get('tolerance', {}).get('min_cosine')}), re-checked by "
-              "`tests/zoo/test_shipped.py` against the source embeddings stored in `golden.npz`:", "",
+              "`tests/release/test_shipped.py` against the source embeddings stored in `golden.npz`:", "",
               "| comparison | tower | max abs diff | min cosine | n |", "|---|---|---|---|---|",
               *_parity_rows(shipped["parity"]), ""]
     speed = shipped.get("throughput") or {}

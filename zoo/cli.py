@@ -1,9 +1,9 @@
 """The ``sslzoo`` command.
 
-``zoo`` owns ``list``, ``info``, ``rm``, ``alias``, ``data``, ``push``, ``pull``, ``ship`` and ``zoo-table``;
-the other packages add their own subcommands (``train``, ``eval``, ``plot``, ``export``) through the
-``sslzoo.commands`` entry-point group, each a function that receives the subparsers object and adds its parser
-with ``func`` set.
+``zoo`` owns ``list``, ``info``, ``rm``, ``alias``, ``data``, ``push`` and ``pull``; the other packages add
+their own subcommands (``train``, ``eval``, ``plot``, ``export``, and release's ``ship`` and ``zoo-table``)
+through the ``sslzoo.commands`` entry-point group, each a function that receives the subparsers object
+and adds its parser with ``func`` set.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import logging
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
-from pathlib import Path
-from typing import Any
 
 import zoo
 from zoo import hub_formats
@@ -31,7 +29,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     if not entries:
         print(f"no models yet in {zoo.sslzoo_home()}")
         return 0
-    from zoo.table import key_figures, percent
+    from zoo.figures import key_figures, percent
 
     print(f"{'ref':32} {'method':8} {'arch':28} {'dim':>5} {'k-NN':>6} {'linear':>6} {'0-shot':>6}  aliases")
     for entry in entries:
@@ -42,21 +40,6 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print(f"{entry.ref:32} {config.method:8} {config.arch:28} {config.embed_dim:>5} {shown}  "
               f"{','.join(entry.aliases)}{tag}")
     return 0
-
-
-def _cmd_ship(args: argparse.Namespace) -> int:
-    from zoo.ship import ship_entry
-
-    result = ship_entry(args.ref, args.name, root=args.root, dtype=args.dtype, budget_mb=args.budget_mb,
-                        int8_onnx=args.int8)
-    print(result.summary())
-    return 0
-
-
-def _cmd_zoo_table(args: argparse.Namespace) -> int:
-    from zoo.table import run
-
-    return run(args)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -118,27 +101,6 @@ def _cmd_pull(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_zoo_commands(sub: Any) -> None:
-    """``ship`` and ``zoo-table``: how the built-in models are made and shown."""
-    from zoo.ship import DEFAULT_BUDGET_MB
-    from zoo.table import add_arguments
-
-    p = sub.add_parser("ship", help="copy an entry into the built-in root, compactly, with recorded parity",
-                       description="Copy SRC_REF into the built-in root as NAME@1 (replacing an earlier shipped "
-                                   "NAME): fp16 weights if the probe parity holds, package weights referenced by "
-                                   "sha256, ONNX graphs kept within the size budget; prints the sizes.")
-    p.add_argument("ref", metavar="SRC_REF", help="name, name@version, name@alias or ./folder (ideally exported)")
-    p.add_argument("--name", required=True, help="the built-in name")
-    p.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="weight storage")
-    p.add_argument("--root", type=Path, help="built-in root (default: the package's zoo/builtin)")
-    p.add_argument("--budget-mb", type=float, default=DEFAULT_BUDGET_MB, help="size limit of the whole root")
-    p.add_argument("--int8", action="store_true", help="also ship int8 ONNX graphs when they fit")
-    p.set_defaults(func=_cmd_ship)
-    p = sub.add_parser("zoo-table", help="print the built-in models' markdown table (and write it into a README)")
-    add_arguments(p)
-    p.set_defaults(func=_cmd_zoo_table)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The parser with zoo's subcommands and every installed package's."""
     parser = argparse.ArgumentParser(prog="sslzoo", description="Self-supervised image encoders: train, "
@@ -178,7 +140,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint", help="Hub URL (default $SSLZOO_HF_ENDPOINT, then huggingface_hub's)")
     p.add_argument("--catalogue", action="store_true", help="list recommended pretrained checkpoints")
     p.set_defaults(func=_cmd_pull)
-    _add_zoo_commands(sub)
     for point in sorted(entry_points(group="sslzoo.commands"), key=lambda p: p.name):
         module = point.value.partition(":")[0]
         try:

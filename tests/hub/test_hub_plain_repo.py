@@ -23,12 +23,12 @@ import pytest
 from hubserver import seed_repo
 
 import zoo
+from release.shipcheck import GOLDEN
+from release.zoo_table import builtin_entries
 from zoo import hub
 from zoo.errors import ManifestError, UnsafeWeightsError
 from zoo.manifest import MANIFEST, build_manifest
 from zoo.registry import CONFIG, Entry
-from zoo.shipcheck import GOLDEN
-from zoo.table import builtin_entries
 
 BUILTIN = builtin_entries()
 TEXTS = ["a red circle", "a smiling face", "a blue square on white", "a cat"]

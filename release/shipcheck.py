@@ -9,7 +9,9 @@ shipped ONNX graph vs source and vs shipped-torch. The source's probe embeddings
 as ``golden.npz`` (covered by the manifest), so :func:`check_entry` can reproduce every figure without
 the source: a changed weight byte fails the manifest, a changed computation fails the figures.
 
-Only numpy and onnxruntime here; torch is imported by the functions that need it.
+The figures are :func:`export.parity.vector_figures` and the ONNX side runs through the export
+runtime (:class:`export.runtime.OnnxImageEncoder`), single-threaded so every machine that re-checks
+or times an entry runs the same session. Torch is imported by the functions that need it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from export.parity import vector_figures
+from export.runtime import OnnxImageEncoder, SessionSettings
 from zoo.config import EncoderConfig
 
 GOLDEN = "golden.npz"
@@ -34,6 +38,9 @@ MIN_COSINE = 0.999
 #: change summation order, which moves fp32 results by ~1e-6).
 REPRODUCE_ABS = 2e-5
 REPRODUCE_REL = 0.1
+#: One thread per operator and sequential operators: the same session on every machine that re-checks
+#: or times a shipped graph.
+PROBE_SESSION = SessionSettings(intra_op_threads=1, inter_op_threads=1)
 
 
 @dataclass(frozen=True)
@@ -80,20 +87,6 @@ def probe_inputs(spec: ProbeSpec, with_texts: bool) -> tuple[np.ndarray, list[st
     return images, texts
 
 
-def vector_figures(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
-    """Max |Δ| (and relative to the largest reference norm), min and mean cosine, row count."""
-    if reference.shape != candidate.shape:
-        raise ValueError(f"shapes differ: reference {reference.shape}, candidate {candidate.shape}")
-    ref, cand = reference.astype(np.float64), candidate.astype(np.float64)
-    unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)  # noqa: E731
-    cosine = (unit(ref) * unit(cand)).sum(axis=1)
-    max_abs = float(np.abs(ref - cand).max()) if ref.size else 0.0
-    scale = float(np.linalg.norm(ref, axis=1).max()) if ref.size else 1.0
-    return {"max_abs_diff": max_abs, "rel_max_abs_diff": max_abs / max(scale, 1e-12),
-            "min_cosine": float(cosine.min()) if ref.size else 1.0,
-            "mean_cosine": float(cosine.mean()) if ref.size else 1.0, "n": len(ref)}
-
-
 def torch_embeddings(model: Any, images: np.ndarray, texts: Sequence[str]) -> dict[str, np.ndarray]:
     """A torch model's probe embeddings: ``image`` always, ``text`` for a CLIP with texts."""
     out = {"image": np.asarray(model.embed_uint8(images), np.float32)}
@@ -102,26 +95,9 @@ def torch_embeddings(model: Any, images: np.ndarray, texts: Sequence[str]) -> di
     return out
 
 
-def onnx_session(path: Path, threads: int = 1) -> Any:
-    """A single-threaded CPU session, the same on every machine that re-checks or times it."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def onnx_image_embeddings(path: Path, config: EncoderConfig, images: np.ndarray, batch: int = 64) -> np.ndarray:
-    """An image graph's embeddings of uint8 images, preprocessed as every backend does."""
-    from zoo.preprocess import preprocess_uint8
-
-    session = onnx_session(path)
-    name = session.get_inputs()[0].name
-    chunks = [session.run(None, {name: preprocess_uint8(images[i : i + batch], config.preprocess)})[0]
-              for i in range(0, len(images), batch)]
-    return np.concatenate(chunks).astype(np.float32)
+def onnx_image_encoder(path: Path, config: EncoderConfig) -> OnnxImageEncoder:
+    """An image graph on :data:`PROBE_SESSION`, preprocessing as every backend does."""
+    return OnnxImageEncoder(path, config, PROBE_SESSION)
 
 
 def golden_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
@@ -153,7 +129,7 @@ def measure(folder: Path, config: EncoderConfig, golden: Mapping[str, np.ndarray
     figures: dict[str, dict[str, dict[str, float]]] = {
         "torch": {tower: vector_figures(golden[tower], vectors) for tower, vectors in shipped.items()}}
     if "model.onnx" in onnx_files:
-        onnx = onnx_image_embeddings(folder / "model.onnx", config, images)
+        onnx = onnx_image_encoder(folder / "model.onnx", config).embed_uint8(images)
         figures["onnx"] = {"image": vector_figures(golden["image"], onnx)}
         figures["onnx_vs_torch"] = {"image": vector_figures(shipped["image"], onnx)}
     return figures

@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 
 import zoo
+from release import DEFAULT_BUDGET_MB
+from release.ship import MB, ShipError, choose_onnx, ship_entry
+from release.shipcheck import GOLDEN, check_entry, golden_bytes, read_golden
+from release.zoo_table import builtin_entries
 from zoo.errors import ConfigError, ManifestError
 from zoo.registry import Registry
-from zoo.ship import MB, choose_onnx, ship_entry
-from zoo.shipcheck import GOLDEN, check_entry, golden_bytes, read_golden
-from zoo.table import builtin_entries
 
 BUILTIN = builtin_entries()
 
@@ -37,7 +38,7 @@ def test_builtin_entry_loads_verifies_and_reproduces_its_parity(entry):
 def test_builtin_root_stays_under_the_size_budget():
     root = zoo.registry.builtin_root() / "models"
     total = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
-    assert total < 40 * MB, f"zoo/builtin holds {total / MB:.1f} MB"
+    assert total < DEFAULT_BUDGET_MB * MB, f"zoo/builtin holds {total / MB:.1f} MB"
 
 
 def _tiny_encoder(name: str = "tiny") -> zoo.Entry:
@@ -99,7 +100,7 @@ def test_a_violated_golden_reference_fails_the_check(shipped_tiny, monkeypatch):
     entry = shipped_tiny.entry
     golden = read_golden(entry.path)
     golden["image"] = golden["image"] + np.float32(1e-2)  # the computation drifted (or the reference did)
-    monkeypatch.setattr("zoo.shipcheck.read_golden", lambda folder: golden)
+    monkeypatch.setattr("release.shipcheck.read_golden", lambda folder: golden)
     _, failures = check_entry(entry)
     assert any("torch/image" in f for f in failures)
 
@@ -112,6 +113,13 @@ def test_shipping_again_replaces_the_previous_version(shipped_tiny, tmp_path):
     assert "storage" not in again.entry.read_config().extra
     with pytest.raises(zoo.RefError, match="built in"):
         Registry(readonly_roots=(root,)).delete("tiny-zoo")
+
+
+def test_a_shadowed_builtin_root_is_a_clear_error(tmp_path):
+    root = tmp_path / "root"
+    (root / ".no-home" / "models" / "tiny-zoo" / "1").mkdir(parents=True)  # resolves before the root's own
+    with pytest.raises(ShipError, match=r"tiny-zoo@1 in .* resolves to .*\.no-home"):
+        ship_entry(_tiny_encoder().ref, "tiny-zoo", root=root)
 
 
 def test_a_locked_package_tower_is_referenced_not_copied(tmp_path):

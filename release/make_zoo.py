@@ -2,7 +2,7 @@
 
 For each model, in the list's order: train it into a scratch registry (``runs/zoo/home``) under a
 scratch name (``<name>-src``; the built-in name itself is reserved by the built-in root), export it to
-ONNX (``sslzoo export``), and ship it into the built-in root (:func:`zoo.ship.ship_entry`), which
+ONNX (``sslzoo export``), and ship it into the built-in root (:func:`release.ship.ship_entry`), which
 records the recipe's sha256. A model whose shipped sha256 still matches is skipped, so an interrupted
 run resumes where it stopped; ``--force`` redoes, ``--only NAME`` picks models. Every command's output
 goes to ``runs/zoo/<name>.log``. At the end the zoo table is printed and written into the README.
@@ -14,7 +14,8 @@ The orchestrator knows nothing about the recipes' contents: a recipe is a file f
 default); export and ship still go one by one in the list's order, as each training finishes.
 The thread count is fixed and recorded because float sums, and so the last digits of a fit, depend on it.
 
-Run: ``python scripts/make_zoo.py [--only NAME] [--force] [--jobs N]`` (or ``make zoo ZOO_ARGS="--jobs 2"``).
+Run: ``python -m release.make_zoo [--only NAME] [--force] [--jobs N]`` (or ``make zoo ZOO_ARGS="--jobs 2"``).
+It works on a checkout: its defaults are the repository's recipes, built-in root, README and ``runs/``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from release import DEFAULT_BUDGET_MB
+from release.ship import ship_entry
+from release.zoo_table import builtin_entries, write_table, zoo_table
+from zoo import ManifestError, Registry
 
 REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("make_zoo")
@@ -87,14 +93,11 @@ def read_models(path: Path) -> list[ZooModel]:
 
 def shipped_sha(root: Path, name: str) -> str | None:
     """The recipe sha256 the shipped ``name`` was made from, if it is shipped and intact."""
-    import zoo
-    from zoo.table import builtin_entries
-
     for entry in builtin_entries(root):
         if entry.name == name:
             try:
                 entry.verify()
-            except zoo.ManifestError:
+            except ManifestError:
                 return None
             shipped = entry.read_config().extra.get("shipped") or {}
             return (shipped.get("provenance") or {}).get("sha256")
@@ -195,8 +198,6 @@ def train_one(model: ZooModel, args: argparse.Namespace, env: dict[str, str]) ->
 
     Safe to run for several models at once: each writes only its own log, run folder and scratch name.
     """
-    from zoo import Registry
-
     logfile = args.runs / f"{model.name}.log"
     sha = model.sha256()  # taken before training: an edit of the recipe meanwhile must not pass as shipped
     with open(logfile, "a" if args.ship_only else "w") as handle:
@@ -230,8 +231,6 @@ def train_one(model: ZooModel, args: argparse.Namespace, env: dict[str, str]) ->
 
 def finish_one(model: ZooModel, trained: Trained, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
     """Gate, export and ship a trained model; returns what the summary shows."""
-    from zoo import Registry
-
     logfile = args.runs / f"{model.name}.log"
     registry = Registry(args.home, readonly_roots=(args.root,))
     start = time.perf_counter()
@@ -272,8 +271,6 @@ def build_all(models: Sequence[ZooModel], args: argparse.Namespace, env: dict[st
 
 def ship_one(model: ZooModel, args: argparse.Namespace, registry: Any, trained: Trained, logfile: Path) -> str:
     """Ship the trained and exported scratch entry; returns the ship summary."""
-    from zoo.ship import ship_entry
-
     provenance = {"recipe": _shown(model.recipe) if model.recipe else None,
                   "command": model.command, "sha256": trained.sha,
                   "train_seconds": round(trained.seconds, 1) if trained.seconds is not None else None,
@@ -287,7 +284,8 @@ def ship_one(model: ZooModel, args: argparse.Namespace, registry: Any, trained: 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command-line options (paths default to the repository's)."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m release.make_zoo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=REPO / "training" / "recipes" / "zoo.yaml")
     parser.add_argument("--only", action="append", default=[], metavar="NAME", help="build only these (repeatable)")
     parser.add_argument("--force", action="store_true", help="rebuild even if the shipped sha256 matches")
@@ -299,7 +297,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--home", type=Path, help="scratch SSLZOO_HOME (default: RUNS/home)")
     parser.add_argument("--readme", type=Path, default=REPO / "README.md", help="README to write the table into")
     parser.add_argument("--no-readme", action="store_true", help="print the table only")
-    parser.add_argument("--budget-mb", type=float, default=40.0, help="size limit of the whole built-in root")
+    parser.add_argument("--budget-mb", type=float, default=DEFAULT_BUDGET_MB,
+                        help="size limit of the whole built-in root")
     parser.add_argument("--jobs", type=int, default=1,
                         help="models trained at once (each in its own process); shipping stays in order")
     parser.add_argument("--threads", type=int, default=1,
@@ -337,8 +336,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if todo:
         log.info("built %d model(s) in %.0f s (%d at once, %d threads each)", len(todo),
                  time.perf_counter() - start, args.jobs, args.threads)
-    from zoo.table import write_table, zoo_table
-
     table = zoo_table(args.root) if args.no_readme else write_table(args.readme, args.root)
     print(table)
     return 0

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-from zoo.table import BEGIN, END, builtin_entries, table_in, zoo_table
+from release import make_zoo
+from release.zoo_table import BEGIN, END, builtin_entries, table_in, zoo_table
 
-REPO = Path(__file__).resolve().parents[2]
 RECIPE = """\
 method: simclr
 method_args: {temperature: 0.2}
@@ -31,17 +28,8 @@ zoo.save(encoder, sys.argv[1])
 """
 
 
-def _load_make_zoo():
-    spec = importlib.util.spec_from_file_location("make_zoo", REPO / "scripts" / "make_zoo.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["make_zoo"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
 def test_make_zoo_trains_exports_ships_and_resumes(tmp_path, monkeypatch, capsys):
-    make_zoo = _load_make_zoo()
     (tmp_path / "tiny.yaml").write_text(RECIPE)
     (tmp_path / "build.py").write_text(BUILDER)
     (tmp_path / "zoo.yaml").write_text(
@@ -97,7 +85,6 @@ zoo.save(encoder, sys.argv[1])
 
 def test_pixel_gate_refuses_what_does_not_beat_raw_pixels(tmp_path, monkeypatch):
     """``beat_pixels``: an entry below raw pixels' k-NN on its own split is not shipped; one above is."""
-    make_zoo = _load_make_zoo()
     (tmp_path / "build.py").write_text(GATED_BUILDER)
     command = f"python {tmp_path / 'build.py'} {{source}}"
     (tmp_path / "zoo.yaml").write_text(

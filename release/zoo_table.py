@@ -1,10 +1,11 @@
 """The model-zoo table: the built-in entries' key figures as markdown, generated, never typed.
 
 Every cell is read from what an entry recorded: metrics from training and evaluation
-(``config.metrics``), parameters and ONNX Runtime throughput from ``sslzoo ship``
-(``config.extra["shipped"]``). ``--write README.md`` replaces the text between the
-``<!-- zoo-table:begin -->`` and ``<!-- zoo-table:end -->`` markers, so the README shows exactly what
-this command prints. Run: ``sslzoo zoo-table [--write README.md]`` or ``python -m zoo.table``.
+(``config.metrics``, read through :mod:`zoo.figures` as ``sslzoo list`` reads them), parameters and
+ONNX Runtime throughput from ``sslzoo ship`` (``config.extra["shipped"]``). ``--write README.md``
+replaces the text between the ``<!-- zoo-table:begin -->`` and ``<!-- zoo-table:end -->`` markers,
+so the README shows exactly what this command prints. Run: ``sslzoo zoo-table [--write README.md]``
+or ``python -m release.zoo_table``.
 """
 
 from __future__ import annotations
@@ -16,32 +17,10 @@ from typing import Any
 
 from zoo.config import EncoderConfig
 from zoo.errors import ConfigError
+from zoo.figures import key_figures, metric_value, percent, zero_shot_metric
 from zoo.registry import Entry, Registry, builtin_root
 
 BEGIN, END = "<!-- zoo-table:begin -->", "<!-- zoo-table:end -->"
-ZERO_SHOT_PREFIXES = ("zeroshot", "zero_shot")
-
-
-def _value(metric: Any) -> float | None:
-    value = metric.get("value") if isinstance(metric, Mapping) else metric
-    return float(value) if isinstance(value, (int, float)) else None
-
-
-def zero_shot_metric(config: EncoderConfig) -> Any:
-    """The zero-shot top-1 the table shows: a per-concept (``macro``) one when recorded, else the first.
-
-    Per concept, because per image the many variants of a few concepts (emoji skin tones) inflate it.
-    """
-    keys = [k for k in sorted(config.metrics) if k.startswith(ZERO_SHOT_PREFIXES) and k.endswith("top1")]
-    key = next((k for k in keys if "macro" in k), keys[0] if keys else None)
-    return config.metrics[key] if key else None
-
-
-def key_figures(config: EncoderConfig) -> dict[str, float | None]:
-    """k-NN top-1, linear-probe top-1 and zero-shot top-1 (:func:`zero_shot_metric`), or None."""
-    metrics = config.metrics
-    return {"knn": _value(metrics.get("knn_top1")), "linear": _value(metrics.get("linear_top1")),
-            "zero_shot": _value(zero_shot_metric(config))}
 
 
 def _zero_shot_cell(config: EncoderConfig) -> str:
@@ -49,12 +28,7 @@ def _zero_shot_cell(config: EncoderConfig) -> str:
     where = [figure.get("dataset"), figure.get("split")] if isinstance(figure, Mapping) else []
     label = "/".join(str(w) for w in where if w)
     per = " per concept" if isinstance(figure, Mapping) and figure.get("per") == "concept" else ""
-    return percent(_value(figure)) + (f" ({label}{per})" if label else "")
-
-
-def percent(value: float | None) -> str:
-    """A fraction as a percentage with one decimal; ``—`` when not measured."""
-    return "—" if value is None else f"{100 * value:.1f}"
+    return percent(metric_value(figure)) + (f" ({label}{per})" if label else "")
 
 
 def _arch(config: EncoderConfig) -> str:
@@ -143,7 +117,7 @@ def write_table(readme: Path, root: Path | None = None) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--write`` and ``--root``, shared by ``sslzoo zoo-table`` and ``python -m zoo.table``."""
+    """``--write`` and ``--root``, shared by ``sslzoo zoo-table`` and ``python -m release.zoo_table``."""
     parser.add_argument("--write", type=Path, metavar="README", help="replace the table between the markers")
     parser.add_argument("--root", type=Path, help="built-in root to read (default: the package's)")
 
@@ -156,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m zoo.table``."""
+    """``python -m release.zoo_table``."""
     parser = argparse.ArgumentParser(description=__doc__)
     add_arguments(parser)
     return run(parser.parse_args(argv))

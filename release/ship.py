@@ -12,7 +12,7 @@ stays under 40 MB) and every byte must still be verified. Shipping therefore:
   text graph, because the service's ONNX backend needs both and would otherwise fail over to torch;
 * records the parity figures, the probe, the ORT/torch throughput and the sizes in
   ``config.extra["shipped"]``, with the source's probe embeddings in ``golden.npz``, so
-  :func:`zoo.shipcheck.check_entry` can re-check the entry on any machine.
+  :func:`release.shipcheck.check_entry` can re-check the entry on any machine.
 
 The entry becomes ``NAME@1`` in the root, replacing whatever was shipped under that name: the root is
 maintained by ``make zoo``, not a user's store.
@@ -33,25 +33,25 @@ from typing import Any
 
 import numpy as np
 
-from zoo.api import locate
-from zoo.card import render_card
-from zoo.config import EncoderConfig
-from zoo.errors import ConfigError, RefError
-from zoo.manifest import MANIFEST, build_manifest
-from zoo.refs import NAME_RE
-from zoo.registry import CARD, CONFIG, Entry, Registry, builtin_root
-from zoo.shipcheck import (
+from release import DEFAULT_BUDGET_MB
+from release.shipcheck import (
     GOLDEN,
     MIN_COSINE,
     default_probe,
     golden_bytes,
     measure,
-    onnx_session,
+    onnx_image_encoder,
     probe_inputs,
     torch_embeddings,
 )
+from zoo.api import locate
+from zoo.card import render_card
+from zoo.config import EncoderConfig
+from zoo.errors import ConfigError, RefError, SslzooError
+from zoo.manifest import MANIFEST, build_manifest
+from zoo.refs import NAME_RE
+from zoo.registry import CARD, CONFIG, Entry, Registry, builtin_root
 
-DEFAULT_BUDGET_MB = 40.0
 MB = 1_000_000
 MIN_FP16_NUMEL = 1024  # smaller tensors (biases, norms, the CLIP temperature) stay fp32: they cost nothing
 FP16_MAX = 65504.0
@@ -59,6 +59,10 @@ THROUGHPUT_BATCH = 64
 ONNX_ORDER = ("model.onnx", "text.onnx", "model.int8.onnx", "text.int8.onnx")
 CARD_MARGIN = 64_000  # config, card and manifest, written after the budget decision
 _FIGURE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
+
+
+class ShipError(SslzooError):
+    """The shipped folder is not what the built-in root now resolves the name to."""
 
 
 @dataclass
@@ -195,9 +199,8 @@ def _throughput(model: Any, config: EncoderConfig, images: np.ndarray, onnx_path
     out: dict[str, Any] = {"batch": THROUGHPUT_BATCH, "threads": 1, "torch_img_s": THROUGHPUT_BATCH / torch_s,
                            "torch": torch.__version__, "machine": platform.machine(), "cpu": _cpu_name()}
     if onnx_path is not None:
-        session = onnx_session(onnx_path)
-        feed = {session.get_inputs()[0].name: pixels}
-        out.update(onnx_img_s=THROUGHPUT_BATCH / _best_of(lambda: session.run(None, feed)),
+        encoder = onnx_image_encoder(onnx_path, config)
+        out.update(onnx_img_s=THROUGHPUT_BATCH / _best_of(lambda: encoder.embed_array(pixels, THROUGHPUT_BATCH)),
                    onnxruntime=ort.__version__, onnx_file=onnx_path.name)
     return out
 
@@ -299,7 +302,9 @@ def ship_entry(ref: str | Path, name: str, *, root: Path | None = None, dtype: s
             model_dir.rmdir()  # a first ship that failed leaves no empty model folder behind
         raise
     result.entry = Registry(root / ".no-home", readonly_roots=(root,)).resolve(f"{name}@1")
-    assert result.entry.path == path
+    if result.entry.path != path:
+        raise ShipError(f"shipped {name} to {path}, but {name}@1 in {root} resolves to {result.entry.path}: "
+                        f"remove {root / '.no-home'}, which shadows the built-in root")
     result.root_bytes = _root_bytes(root)
     return result
 
