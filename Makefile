@@ -28,9 +28,9 @@ test-fast: install  ## the suite without tests marked slow
 mutants: install  ## plant known bugs (scripts/mutants.py), each in a scratch copy, and check that their tests fail
 	$(PY) scripts/mutants.py
 
-lint: install  ## ruff (with docstring rules), mypy on zoo/ and release/, import-linter layers, deptry
+lint: install  ## ruff (with docstring rules), mypy on every package, import-linter layers, deptry
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy zoo release
+	$(VENV)/bin/mypy zoo training export service release
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/deptry .
 

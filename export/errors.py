@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zoo.errors import ConfigError, SslzooError
+from zoo.errors import BackendOptionError, SslzooError
 
 
 class ExportError(SslzooError):
@@ -44,5 +44,5 @@ class NotExportedError(SslzooError):
     """An entry asked for through the ONNX backend has no ONNX file for the requested precision."""
 
 
-class RuntimeOptionError(ConfigError):
+class RuntimeOptionError(BackendOptionError):
     """An option the onnxruntime backend does not understand, or a value it cannot use."""

@@ -1,9 +1,9 @@
 """The onnxruntime backend: what ``zoo.load(ref, backend="onnx")`` returns. Imports no torch.
 
-:class:`OnnxImageEncoder` and :class:`OnnxClipModel` keep the torch classes' API (``embed_images``,
-``embed_uint8``, ``embed_texts``, ``embed_dim``, ``config``), share preprocessing with them through
-:mod:`zoo.preprocess` and tokenisation through :mod:`zoo.tokenizer`, so both backends see identical
-inputs and a service can swap one for the other. Pooling and normalisation are inside the graph.
+:class:`OnnxImageEncoder` and :class:`OnnxClipModel` meet the backend contract of :mod:`zoo.backend`
+as the torch classes do, share preprocessing with them through :mod:`zoo.preprocess` and tokenisation
+through :mod:`zoo.tokenizer`, so both backends see identical inputs and a service can swap one for the
+other. Pooling and normalisation are inside the graph.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnxruntime as ort
@@ -20,6 +20,7 @@ from PIL import Image
 from safetensors import safe_open
 
 from export.errors import NotExportedError, RuntimeOptionError
+from zoo.backend import ClipBackend, ImageBackend, clamped_scale
 from zoo.config import EncoderConfig, PreprocessConfig
 from zoo.preprocess import preprocess_batch, preprocess_uint8
 from zoo.tokenizer import encode_texts, load_tokenizer
@@ -140,9 +141,13 @@ class OnnxClipModel:
         """The image tower's precision."""
         return self.visual.precision
 
-    def scale(self) -> float:
+    def similarity_scale(self) -> float:
         """``exp(logit_scale)``, clamped at 100 as in training."""
-        return float(min(np.exp(self.logit_scale), 100.0))
+        return clamped_scale(self.logit_scale)
+
+    def embed_array(self, pixels: np.ndarray, batch_size: int = IMAGE_BATCH) -> np.ndarray:
+        """Preprocessed float32 ``[N, C, H, W]`` → unit vectors in the joint space."""
+        return self.visual.embed_array(pixels, batch_size)
 
     def embed_images(self, images: Sequence[Image.Image], batch_size: int = IMAGE_BATCH) -> np.ndarray:
         """PIL images → unit vectors in the joint space."""
@@ -161,6 +166,11 @@ class OnnxClipModel:
         chunks = [self.embed_tokens(*encode_texts(self.tokenizer, texts[i : i + batch_size], self.context_length))
                   for i in range(0, len(texts), batch_size)]
         return np.concatenate(chunks) if chunks else np.zeros((0, self.embed_dim), np.float32)
+
+
+if TYPE_CHECKING:  # mypy checks here that the onnxruntime classes keep the backend contract
+    _IMAGE: type[ImageBackend] = OnnxImageEncoder
+    _CLIP: type[ClipBackend] = OnnxClipModel
 
 
 def _entry_hint(folder: Path) -> str:
@@ -210,7 +220,7 @@ def load_onnx(folder: Path, config: EncoderConfig, *, precision: str = "fp32", i
 
     Raises:
         NotExportedError: The entry has no ONNX file for the precision asked for.
-        RuntimeOptionError: An unknown option or value.
+        RuntimeOptionError: An unknown option or value (a :class:`zoo.errors.BackendOptionError`).
     """
     if unknown:
         raise RuntimeOptionError(f"unknown onnx backend options {sorted(unknown)}; valid: precision, "

@@ -5,7 +5,8 @@ request's worker thread, in parallel) and the model core (one :class:`~service.b
 thread per tower, batching across requests, cut into the micro-batch size that warm-up measured
 fastest for the loaded tower: :mod:`service.tuning`). ONNX is preferred when the entry has ``model.onnx``;
 otherwise, or when the ONNX backend is not installed or fails to load, the torch backend serves it
-and the log says which and why.
+and the log says which and why. Either way the model is used only through the backend contract of
+:mod:`zoo.backend`.
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,35 +29,12 @@ from service.batching import Batcher
 from service.errors import BadRequest, NotFound
 from service.settings import Settings
 from service.tuning import BatchChoice, fastest_batch
+from zoo.backend import ClipBackend, ImageBackend
 from zoo.preprocess import preprocess_batch
 from zoo.refs import parse_ref
 
 log = logging.getLogger("sslzoo.service")
-LOGIT_SCALE_MAX = math.log(100.0)
 RESOLVE_TTL_S = 1.0
-
-
-def _image_core(model: Any) -> Callable[[np.ndarray], np.ndarray] | None:
-    """The tower's ``[N, C, H, W] → [N, D]`` function when the backend exposes one (torch does)."""
-    for owner in (model, getattr(model, "visual", None)):
-        core = getattr(owner, "embed_array", None)
-        if callable(core):
-            return core  # type: ignore[no-any-return]
-    return None
-
-
-def _logit_scale(model: Any, entry: zoo.Entry) -> float:
-    """``exp(logit_scale)`` clamped at 100, from the model or, failing that, from ``text.safetensors``."""
-    scale = getattr(model, "scale", None)
-    if callable(scale):
-        value = scale()
-        detach = getattr(value, "detach", None)  # a torch scalar that requires grad
-        return float(detach() if callable(detach) else value)
-    from safetensors import safe_open
-
-    with safe_open(str(entry.path / "text.safetensors"), "np") as tensors:
-        value = float(np.asarray(tensors.get_tensor("logit_scale")).reshape(-1)[0])
-    return math.exp(min(value, LOGIT_SCALE_MAX))
 
 
 @dataclass
@@ -66,7 +43,7 @@ class LoadedModel:
 
     ref: str
     entry: zoo.Entry
-    model: Any
+    model: ImageBackend
     backend: str
     config: zoo.EncoderConfig
     embedding_space: str
@@ -75,7 +52,6 @@ class LoadedModel:
     logit_scale: float | None = None
     tokenizer: Any = None
     load_seconds: float = 0.0
-    image_core: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def is_clip(self) -> bool:
@@ -92,10 +68,8 @@ class LoadedModel:
         return {"model": self.ref, "embedding_space": self.embedding_space, "dim": self.dim,
                 "metric": self.config.metric, "normalized": bool(self.config.normalize)}
 
-    def prepare_images(self, images: Sequence[Image.Image]) -> Any:
-        """CPU pre-processing in the caller's thread: pixels for the core, or the images themselves."""
-        if self.image_core is None:
-            return list(images)
+    def prepare_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """CPU pre-processing in the caller's thread: standardised pixels for the batched core."""
         return preprocess_batch(images, self.config.preprocess)
 
     def count_tokens(self, texts: Sequence[str]) -> int:
@@ -104,7 +78,7 @@ class LoadedModel:
             return 0
         return sum(len(encoding.ids) for encoding in self.tokenizer.encode_batch(list(texts)))
 
-    async def embed_prepared(self, prepared: Any) -> np.ndarray:
+    async def embed_prepared(self, prepared: np.ndarray) -> np.ndarray:
         """Run pre-processed images through the batched image tower."""
         return await self.image_batcher.submit(prepared)
 
@@ -212,7 +186,7 @@ class ModelRuntime:
             log.info("unloading %s (more than %d models loaded)", victim, self.settings.max_models)
             self._models.pop(victim).close()
 
-    def _load_backend(self, entry: zoo.Entry) -> tuple[Any, str]:
+    def _load_backend(self, entry: zoo.Entry) -> tuple[ImageBackend, str]:
         """ONNX when wanted and exported (the settings' precision, then fp32), else torch; logged either way."""
         settings = self.settings
         wanted = settings.backend
@@ -224,7 +198,7 @@ class ModelRuntime:
                 try:
                     model = zoo.load(entry.ref, backend="onnx", registry=self.registry, precision=precision, **options)
                     return model, f"onnx-{precision}"
-                except (ImportError, AttributeError, zoo.SslzooError, RuntimeError) as exc:
+                except (ImportError, zoo.SslzooError, RuntimeError) as exc:
                     failure = exc
                     log.warning("%s: the ONNX backend (%s) failed: %s: %s", entry.ref, precision,
                                 type(exc).__name__, exc)
@@ -238,21 +212,18 @@ class ModelRuntime:
     def _load(self, entry: zoo.Entry) -> LoadedModel:
         start = time.perf_counter()
         model, backend = self._load_backend(entry)
-        config: zoo.EncoderConfig = model.config
-        core = _image_core(model)
+        config = model.config
         settings = self.settings
-        if core is not None:
-            image_fn = lambda payloads: core(_joined(payloads))  # noqa: E731
-        else:
-            image_fn = lambda payloads: model.embed_images([im for p in payloads for im in p])  # noqa: E731
+        image_fn = lambda payloads: model.embed_array(_joined(payloads))  # noqa: E731
         batch: dict[str, Any] = {"max_batch_size": settings.batch_max_size, "max_wait_ms": settings.batch_wait_ms,
                                  "thread_init": _thread_limiter(backend, settings.intra_op_threads)}
-        loaded = LoadedModel(entry.ref, entry, model, backend, config, str(model.embedding_space),
-                             Batcher(_as_float32(image_fn), name=f"{entry.ref}:image", **batch), image_core=core)
-        if config.is_clip and callable(getattr(model, "embed_texts", None)):
-            text_fn = lambda payloads: model.embed_texts([t for p in payloads for t in p])  # noqa: E731
+        loaded = LoadedModel(entry.ref, entry, model, backend, config, entry.embedding_space,
+                             Batcher(_as_float32(image_fn), name=f"{entry.ref}:image", **batch))
+        if isinstance(model, ClipBackend):
+            clip = model
+            text_fn = lambda payloads: clip.embed_texts([t for p in payloads for t in p])  # noqa: E731
             loaded.text_batcher = Batcher(_as_float32(text_fn), name=f"{entry.ref}:text", **batch)
-            loaded.logit_scale = _logit_scale(model, entry)
+            loaded.logit_scale = clip.similarity_scale()
             loaded.tokenizer = _counting_tokenizer(entry, config)
         self._warm_up(loaded)
         loaded.load_seconds = time.perf_counter() - start
@@ -273,8 +244,7 @@ class ModelRuntime:
         vectors = loaded.image_batcher.run_now(prepared)
         if vectors.shape != (1, loaded.dim):
             raise zoo.ConfigError(f"{loaded.ref}: image tower returned {vectors.shape}, expected (1, {loaded.dim})")
-        largest = self.settings.batch_max_size
-        tiled = np.repeat(prepared, largest, axis=0) if isinstance(prepared, np.ndarray) else prepared * largest
+        tiled = np.repeat(prepared, self.settings.batch_max_size, axis=0)
         # Timing calls go straight to the batch function, in this (loading) thread, whose torch thread
         # count _thread_limiter set: they are not traffic, so the batchers' counters do not see them.
         image_fn = loaded.image_batcher.fn

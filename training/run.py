@@ -24,6 +24,7 @@ import zoo
 from training.config import Recipe, from_mapping
 from training.distributed import DistInfo, barrier, setup
 from training.evaluate import embed_images, evaluate_encoder
+from training.methods.base import Method
 from training.plots import projection_png, read_metrics, training_curves_png
 from training.probe import ProbeRecorder, check_two_views, pick_probe, probe_path
 from training.registry import get_method
@@ -98,7 +99,7 @@ def build_run_encoder(recipe: Recipe, data: ImageDataset) -> ImageEncoder:
                          embed_dim=spec.embed_dim, method=recipe.method, **size, **args)
 
 
-def build_method(recipe: Recipe, encoder: ImageEncoder, data: ImageDataset | None = None) -> nn.Module:
+def build_method(recipe: Recipe, encoder: ImageEncoder, data: ImageDataset | None = None) -> Method:
     """``get_method(name)(encoder=..., **method_args)``, naming unknown arguments before building.
 
     Methods that learn from more than pixels (CLIP's captions) declare a ``dataset`` parameter and get
@@ -131,7 +132,7 @@ def prepare_run_dir(recipe: Recipe, run_dir: Path, resume: bool, is_main: bool) 
         if changed:
             raise ConfigError(f"--resume with a different recipe than {path}: {', '.join(changed)} differ; "
                               "resume with the same options (or none: the saved recipe is used)")
-        readout = {"readout": recipe.model.readout, "readout_stages": recipe.model.readout_stages}
+        readout: dict[str, Any] = {"readout": recipe.model.readout, "readout_stages": recipe.model.readout_stages}
         if readout != {"readout": saved.model.readout, "readout_stages": saved.model.readout_stages} and is_main:
             path.write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
         return replace(saved, model=replace(saved.model, **readout))
@@ -167,7 +168,7 @@ def _changed_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> lis
     return keys
 
 
-def new_method(recipe: Recipe, data: ImageDataset) -> nn.Module:
+def new_method(recipe: Recipe, data: ImageDataset) -> Method:
     """The method the recipe names around a fresh encoder, seeded (the same initial weights on every rank and run)."""
     torch.manual_seed(recipe.train.seed)
     return build_method(recipe, build_run_encoder(recipe, data), data)
@@ -196,8 +197,8 @@ def probe_recorder(recipe: Recipe, run_dir: Path, method: nn.Module, train: Imag
 
 
 def train_method(recipe: Recipe, run_dir: Path, *, resume: bool = False, dist_info: DistInfo | None = None,
-                 data: ImageDataset | None = None, method: nn.Module | None = None,
-                 callbacks: Sequence[Callback] = ()) -> tuple[TrainResult, nn.Module, ImageDataset]:
+                 data: ImageDataset | None = None, method: Method | None = None,
+                 callbacks: Sequence[Callback] = ()) -> tuple[TrainResult, Method, ImageDataset]:
     """Build everything the recipe names (or take ``data``/``method``) and train it; returns result, method, data.
 
     With ``train.probe_every`` the probe is recorded at step 0, every N steps and at the last step.

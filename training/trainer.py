@@ -32,6 +32,7 @@ from training.config import TrainConfig
 from training.data import BatchLoader
 from training.diagnostics import CollapseMonitor
 from training.distributed import DistInfo, all_reduce_mean, any_rank, setup
+from training.methods.base import Method
 from training.optim import build_optimizer, method_param_groups
 from training.schedules import CosineSchedule, warmup_steps_for
 from zoo.errors import ConfigError, SslzooError
@@ -63,12 +64,12 @@ class TrainResult:
 class _StepModule(nn.Module):
     """Makes ``training_step`` the ``forward`` so DDP's gradient hooks see it."""
 
-    def __init__(self, method: nn.Module) -> None:
+    def __init__(self, method: Method) -> None:
         super().__init__()
         self.method = method
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Any]:
-        return self.method.training_step(batch)  # type: ignore[operator,no-any-return]
+        return self.method.training_step(batch)
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -82,9 +83,9 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def check_batch_size(method: nn.Module, batch_size: int, name: str = "") -> None:
+def check_batch_size(method: Method, batch_size: int, name: str = "") -> None:
     """Refuse a per-process batch smaller than the method's ``min_batch_size``."""
-    minimum = int(getattr(method, "min_batch_size", 1))
+    minimum = method.min_batch_size
     if batch_size < minimum:
         label = name or type(method).__name__
         raise ConfigError(f"method {label!r} needs at least {minimum} images per batch (min_batch_size={minimum}), "
@@ -117,7 +118,7 @@ class Trainer:
         name: The method's registry name, for messages.
     """
 
-    def __init__(self, method: nn.Module, images: np.ndarray | Tensor, config: TrainConfig, run_dir: Path, *,
+    def __init__(self, method: Method, images: np.ndarray | Tensor, config: TrainConfig, run_dir: Path, *,
                  dist_info: DistInfo | None = None, callbacks: Sequence[Callback] = (), name: str = "") -> None:
         self.config, self.run_dir, self.name = config, Path(run_dir), name or type(method).__name__
         self.dist = dist_info or setup(config.device)
@@ -238,7 +239,7 @@ class Trainer:
         if resume and checkpoint is not None:
             state = load_checkpoint(checkpoint, self.method, self.optimizer, rank=self.dist.rank)
             start = int(state["step"])
-            getattr(self.method, "on_resume", lambda *_: None)(start, self.total_steps)
+            self.method.on_resume(start, self.total_steps)
             self.scaler.load_state_dict(state.get("scaler") or {})
             self.monitor.collapsing = bool(state.get("collapsing", False))
             self.skipped_steps = int(state.get("skipped_steps", 0))
@@ -293,7 +294,7 @@ class Trainer:
             for step in range(start + 1, self.total_steps + 1):
                 lr, wd = self._set_hyperparameters(step - 1)
                 scalars, embeddings = self._optimizer_step(batches)
-                self.method.on_step_end(step - 1, self.total_steps)  # type: ignore[operator]
+                self.method.on_step_end(step - 1, self.total_steps)
                 bar.update(1)
                 stopped = cfg.max_time_s is not None and any_rank(clock.elapsed() > cfg.max_time_s, self.dist.device)
                 row: dict[str, Any] = {}

@@ -15,12 +15,11 @@ from PIL import Image
 from tokenizers import Tokenizer
 from torch import Tensor, nn
 
+from zoo.backend import LOGIT_SCALE_MAX
 from zoo.config import EncoderConfig, TextConfig
 from zoo.encoders import ImageEncoder, build_encoder, load_strict
 from zoo.errors import ConfigError
 from zoo.text import TextEncoder
-
-LOGIT_SCALE_MAX = math.log(100.0)
 
 
 class ClipModel(nn.Module):
@@ -47,9 +46,17 @@ class ClipModel(nn.Module):
         """``exp(logit_scale)`` with the log clamped at ln 100, as in the CLIP paper."""
         return self.logit_scale.clamp(max=LOGIT_SCALE_MAX).exp()
 
+    def similarity_scale(self) -> float:
+        """:meth:`scale` as a plain number, outside autograd: the backend contract's zero-shot scale."""
+        return float(self.scale().detach())
+
     def forward(self, pixels: Tensor, ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Normalised image and text embeddings and the logit scale."""
         return self.visual(pixels), self.text(ids, mask), self.scale()
+
+    def embed_array(self, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Preprocessed float32 ``[N, C, H, W]`` → unit vectors in the joint space."""
+        return self.visual.embed_array(pixels, batch_size)
 
     def embed_images(self, images: Sequence[Image.Image], batch_size: int = 64) -> np.ndarray:
         """PIL images → unit vectors in the joint space."""

@@ -27,6 +27,10 @@ class ConfigError(SslzooError, ValueError):
     """A config.json or recipe that cannot describe a model."""
 
 
+class BackendOptionError(ConfigError):
+    """An option a ``zoo.load`` backend does not take, or a value it cannot use (the message names both)."""
+
+
 class UnknownNameError(SslzooError, KeyError):
     """A name missing from one of the registries (architectures, methods, datasets, ...)."""
 

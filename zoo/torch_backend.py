@@ -4,28 +4,34 @@ Kept apart from :mod:`zoo.registry` so that reading the registry and the onnxrun
 import torch. Shipped entries may store weights in a compact form (``config.extra["storage"]``: fp16
 tensors, cast back to fp32 here) and reference package weights instead of copying them
 (``config.extra["external_weights"]``, filled in by :mod:`zoo.external`); either way the model is
-rebuilt in fp32 and loaded strictly.
+rebuilt in fp32 and loaded strictly. What it returns meets :mod:`zoo.backend`'s contract.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
-from torch import Tensor, nn
+from torch import Tensor
 
+from zoo.backend import ClipBackend, ImageBackend
 from zoo.clip import ClipModel
 from zoo.config import EncoderConfig
 from zoo.encoders import ImageEncoder
-from zoo.errors import ConfigError
+from zoo.errors import BackendOptionError, ConfigError
 from zoo.external import EXTRA_KEY, fill, refs_of
 from zoo.tokenizer import load_tokenizer
 
 STORAGE_KEY = "storage"
 SHIPPED_KEYS = (STORAGE_KEY, EXTRA_KEY, "shipped")
+
+if TYPE_CHECKING:  # mypy checks here that the torch classes keep the backend contract
+    _IMAGE: type[ImageBackend] = ImageEncoder
+    _CLIP: type[ClipBackend] = ClipModel
 
 
 class Saveable(Protocol):
@@ -52,8 +58,28 @@ def _read_safetensors(path: Path) -> dict[str, Tensor]:
         raise ConfigError(f"{path} is not a readable safetensors file: {exc}") from exc
 
 
-def load_torch(folder: Path, config: EncoderConfig, **_: Any) -> nn.Module:
-    """Rebuild the model a config describes and load its files strictly; returns it in eval mode."""
+def refuse_options(options: Mapping[str, Any]) -> None:
+    """The torch backend takes no options: name what was passed rather than silently ignore it.
+
+    Raises:
+        BackendOptionError: Any option; ``precision`` says that int8 needs the onnx backend.
+    """
+    if not options:
+        return
+    given = ", ".join(f"{name}={value!r}" for name, value in sorted(options.items()))
+    hint = ("; it computes in fp32 and has no precision option: int8 needs the onnx backend "
+            "(zoo.load(ref, backend=\"onnx\", precision=\"int8\"))" if "precision" in options else "")
+    raise BackendOptionError(f"the torch backend takes no options, got {given}{hint}")
+
+
+def load_torch(folder: Path, config: EncoderConfig, **options: Any) -> ImageEncoder | ClipModel:
+    """Rebuild the model a config describes and load its files strictly; returns it in eval mode.
+
+    Raises:
+        BackendOptionError: Any option (they belong to the onnx backend).
+        ConfigError: A missing or unreadable file.
+    """
+    refuse_options(options)
     model: ImageEncoder | ClipModel
     if config.text is not None:
         tokenizer_path = folder / config.text.tokenizer_file

@@ -13,6 +13,7 @@ from export_helpers import drawn_images
 
 import zoo
 from export.parity import FP32_TOLERANCE
+from zoo.backend import ClipBackend
 
 
 @pytest.fixture(params=["vit", "resnet"])
@@ -105,7 +106,10 @@ def test_clip_text_tower_round_trip(clip_export):
     images = drawn_images(3, size=50)
     np.testing.assert_allclose(onnx_clip.embed_images(images), torch_clip.embed_images(images), atol=1e-4)
     assert onnx_clip.embed_texts([]).shape == (0, config.embed_dim)
-    assert onnx_clip.scale() == pytest.approx(float(torch_clip.scale().detach()), rel=1e-6)
+    assert onnx_clip.similarity_scale() == pytest.approx(torch_clip.similarity_scale(), rel=1e-6)
+    assert isinstance(onnx_clip, ClipBackend) and isinstance(torch_clip, ClipBackend)  # one contract, two backends
+    pixels = np.random.default_rng(0).standard_normal((2, *config.preprocess.input_size)).astype(np.float32)
+    np.testing.assert_allclose(onnx_clip.embed_array(pixels), torch_clip.embed_array(pixels), atol=1e-4)
 
 
 def test_cli_prints_the_parity_table(vit_export):

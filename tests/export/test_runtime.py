@@ -14,6 +14,8 @@ from export_helpers import drawn_images
 
 import zoo
 from export.errors import NotExportedError, RuntimeOptionError
+from zoo.backend import ClipBackend, ImageBackend
+from zoo.errors import BackendOptionError
 
 NO_TORCH_SCRIPT = textwrap.dedent('''
     import importlib.abc, sys
@@ -78,7 +80,7 @@ def test_int8_of_an_fp32_only_export_is_a_clear_error(clip_export):
 def test_options_are_checked_and_reach_the_session(vit_export):
     ex = vit_export
     ref = ex.result.entry.ref
-    with pytest.raises(RuntimeOptionError, match="unknown onnx backend options"):
+    with pytest.raises(BackendOptionError, match=r"unknown onnx backend options \['threads'\]"):
         zoo.load(ref, backend="onnx", registry=ex.registry, threads=2)
     with pytest.raises(RuntimeOptionError, match="precision"):
         zoo.load(ref, backend="onnx", registry=ex.registry, precision="fp16")
@@ -88,5 +90,6 @@ def test_options_are_checked_and_reach_the_session(vit_export):
     assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     assert model.session.get_providers() == ["CPUExecutionProvider"]
     assert model.entry.ref == ref and model.embedding_space.startswith("es-")
+    assert isinstance(model, ImageBackend) and not isinstance(model, ClipBackend)
     grey = np.random.default_rng(0).integers(0, 256, size=(3, 28, 28, 1), dtype=np.uint8)
     assert model.embed_uint8(grey).shape == (3, model.embed_dim)

@@ -23,6 +23,7 @@ from training.checkpoint import optimizer_from_files, optimizer_to_files, rng_st
 from training.config import Recipe, TrainConfig, from_mapping
 from training.data import BatchLoader
 from training.diagnostics import CollapseMonitor, effective_rank, normalized_std
+from training.methods.base import Method
 from training.optim import LARS
 from training.run import train_method
 from training.schedules import CosineSchedule
@@ -185,9 +186,7 @@ def test_gradient_accumulation_equals_one_large_batch(tmp_path):
     assert not torch.allclose(params[0], initial, atol=1e-4)  # and that update really happened
 
 
-class _Regression(nn.Module):
-    min_batch_size = 1
-
+class _Regression(Method):
     def __init__(self) -> None:
         super().__init__()
         self.linear = nn.Linear(16, 1)
@@ -195,9 +194,6 @@ class _Regression(nn.Module):
     def training_step(self, batch):
         x = batch["images"].float().flatten(1) / 255
         return {"loss": (self.linear(x) - 1).pow(2).mean(), "embeddings": x}
-
-    def on_step_end(self, step, total_steps):
-        pass
 
 
 def test_epochs_set_the_steps_and_a_time_budget_stops_early(tmp_path):

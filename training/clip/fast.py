@@ -18,6 +18,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -100,7 +101,7 @@ def train_pairs(table: CaptionTable, text_feats: Tensor, embed_images: Callable[
 @torch.inference_mode()
 def text_features(model: ClipModel, table: CaptionTable, batch_size: int = 256) -> Tensor:
     """Pooled text-trunk features ``[M, F]`` of every caption row."""
-    tower = model.text.tower
+    tower: Any = model.text.tower  # pooled: the text towers' convention, not nn.Module's
     tower.eval()
     chunks = [tower.pooled(*trim_padding(table.ids[s : s + batch_size], table.mask[s : s + batch_size])).float()
               for s in range(0, len(table.ids), batch_size)]

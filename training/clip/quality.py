@@ -19,6 +19,7 @@ from zoo.clip import ClipModel
 from zoo.data import ImageDataset
 from zoo.data.emoji_catalog import describe
 from zoo.data.shapes import COLOURS, POSITIONS, SHAPES
+from zoo.errors import DataError
 
 EMOJI_TEMPLATES = ("an emoji of {}", "{}", "a picture of {}")
 Row = tuple[str, str, str]
@@ -53,6 +54,8 @@ def zero_shot_scores(model: ClipModel, test: ImageDataset, image_emb: np.ndarray
             scores = zs.logits(image_emb, zs.build_classifier(model.embed_texts, names, templates), scale)
             out[task] = {**zs.accuracy(scores, labels), "classes": len(names), "per": "image"}
         return out
+    if test.labels is None:
+        raise DataError(f"zero-shot scores need a labelled test set; {test.name!r} has no labels")
     names = [describe(c, []) for c in test.class_names or []]
     scores = zs.logits(image_emb, zs.build_classifier(model.embed_texts, names, EMOJI_TEMPLATES), scale)
     return {"heldout_macro": {**zs.macro_accuracy(scores, test.labels), "classes": len(names), "per": "concept"},

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -69,7 +70,7 @@ def record_tuned(model: ClipModel, first_trained: int, steps: int) -> None:
     model.visual.config = model.config
 
 
-def _pooled(tail: nn.Module, backbone: nn.Module, inputs: Tensor) -> Tensor:
+def _pooled(tail: nn.Module, backbone: Any, inputs: Tensor) -> Tensor:
     return backbone.forward_head(tail(inputs.float().contiguous(memory_format=torch.channels_last)),
                                  pre_logits=True)
 
@@ -95,12 +96,15 @@ def finetune_tail(model: ClipModel, table: CaptionTable, inputs: Tensor, text_fe
     backbone, _, tail = _stages(model, first_trained)
     _, head = image_trunk_and_head(model)
     projection = model.text.tower.projection
+    if not (isinstance(head, nn.Linear) and isinstance(projection, nn.Linear)):
+        raise ConfigError("tail fine-tuning trains the image head and the text projection as linear layers, got "
+                          f"{type(head).__name__} and {type(projection).__name__}")
     trained = [p for m in tail.modules() if not isinstance(m, nn.BatchNorm2d)
                for p in m.parameters(recurse=False)]
     for p in backbone.parameters():
         p.requires_grad_(False)
-    for p in [*trained, head.weight, head.bias, projection.weight]:
-        p.requires_grad_(True)
+    for tensor in [*trained, head.weight, head.bias, projection.weight]:
+        tensor.requires_grad_(True)
     logit_scale = model.logit_scale
     logit_scale.requires_grad_(True)
     opt = torch.optim.AdamW([{"params": [*trained, head.weight, projection.weight], "weight_decay": weight_decay},

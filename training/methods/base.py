@@ -13,7 +13,13 @@ class Method(nn.Module):
     Subclasses implement :meth:`training_step` (returning a dict holding ``"loss"`` plus anything worth
     logging), :meth:`on_step_end` for EMA teachers, centres and schedules, and :meth:`encoder`, which
     returns the part that goes to the registry (heads, predictors, decoders and teachers dropped).
+
+    Attributes:
+        min_batch_size: The smallest per-process batch the method's loss is defined on (negatives,
+            batch statistics); the trainer refuses a smaller ``--batch-size`` up front.
     """
+
+    min_batch_size: int = 1
 
     def training_step(self, batch: Any) -> dict[str, Tensor]:
         """One step's losses; ``"loss"`` is back-propagated."""

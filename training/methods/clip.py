@@ -41,9 +41,13 @@ def clip_view(size: tuple[int, int], crop_scale: float = 1.0) -> ViewConfig:
                       hflip_p=0.0, jitter_p=0.0, grayscale_p=0.0)
 
 
-def image_trunk_and_head(model: ClipModel) -> tuple[nn.Module, nn.Module]:
-    """The timm backbone and its classifier (our projection head; ``Identity`` without one)."""
-    backbone = model.visual.backbone
+def image_trunk_and_head(model: ClipModel) -> tuple[Any, nn.Module]:
+    """The timm backbone and its classifier (our projection head; ``Identity`` without one).
+
+    The backbone is typed ``Any``: timm's model API (``forward_features``, ``forward_head``,
+    ``get_classifier``, stage attributes) is a convention of its classes, not declared on ``nn.Module``.
+    """
+    backbone: Any = model.visual.backbone
     return backbone, backbone.get_classifier()
 
 
@@ -119,7 +123,7 @@ class Clip(Method):
         A locked trunk is a fixed function of the caption, so its pooled features are computed once per
         caption row (on first use) and looked up afterwards; only the projection runs every step.
         """
-        tower = self.model.text.tower
+        tower: Any = self.model.text.tower  # pooled/projection: the text towers' convention, not nn.Module's
         if not self.lock_text:
             ids, mask = trim_padding(self.captions.ids[rows].to(device), self.captions.mask[rows].to(device))
             return F.normalize(tower(ids, mask), dim=-1)
