@@ -34,11 +34,12 @@ class _RegisteredMethods:
     """The registry's method names, looked up only when help is printed (building the parser stays torch-free)."""
 
     def __str__(self) -> str:
-        from training.registry import list_methods
         from zoo.extras import missing_extra
 
         try:
-            return ", ".join(list_methods())
+            from training.methods import METHODS
+
+            return ", ".join(METHODS.names())
         except ModuleNotFoundError as exc:  # the methods need torch: help still prints, and says what to install
             error = missing_extra(exc, "listing the methods")
             if error is None:

@@ -24,10 +24,10 @@ import zoo
 from training.config import Recipe, from_mapping
 from training.distributed import DistInfo, barrier, setup
 from training.evaluate import embed_images, evaluate_encoder
+from training.methods import METHODS
 from training.methods.base import Method
 from training.plots import projection_png, read_metrics, training_curves_png
 from training.probe import ProbeRecorder, check_two_views, pick_probe, probe_path
-from training.registry import get_method
 from training.trainer import METRICS_FILE, Callback, Trainer, TrainResult, check_batch_size
 from zoo.data import ImageDataset, load_dataset
 from zoo.encoders import ImageEncoder, build_encoder, with_pooling
@@ -100,12 +100,12 @@ def build_run_encoder(recipe: Recipe, data: ImageDataset) -> ImageEncoder:
 
 
 def build_method(recipe: Recipe, encoder: ImageEncoder, data: ImageDataset | None = None) -> Method:
-    """``get_method(name)(encoder=..., **method_args)``, naming unknown arguments before building.
+    """``METHODS.get(name)(encoder=..., **method_args)``, naming unknown arguments before building.
 
     Methods that learn from more than pixels (CLIP's captions) declare a ``dataset`` parameter and get
     the training data through it.
     """
-    factory = get_method(recipe.method)
+    factory = METHODS.get(recipe.method)
     params = inspect.signature(factory).parameters
     extra = {"dataset": data} if "dataset" in params and data is not None else {}
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from zoo.errors import UnknownNameError
+from zoo.naming import NameRegistry
 
 
 @dataclass(frozen=True)
@@ -25,36 +25,19 @@ class ArchPreset:
     description: str = ""
 
 
-_PRESETS: dict[str, Callable[[], ArchPreset]] = {}
+PRESETS: NameRegistry[Callable[[], ArchPreset]] = NameRegistry("architecture preset")
 
 
 def register_preset(fn: Callable[[], ArchPreset]) -> Callable[[], ArchPreset]:
     """Register a preset under the function's name (timm's ``@register_model`` convention)."""
-    _PRESETS[fn.__name__] = fn
-    return fn
-
-
-def list_presets() -> list[str]:
-    """Names of all registered presets."""
-    return sorted(_PRESETS)
+    return PRESETS.register(fn.__name__)(fn)
 
 
 def get_preset(name: str) -> ArchPreset:
     """The preset called ``name`` (described by its builder's docstring); an unknown name lists the valid ones."""
-    try:
-        builder = _PRESETS[name]
-    except KeyError:
-        raise UnknownNameError(
-            f"unknown architecture preset {name!r}; presets: {', '.join(list_presets())} "
-            "(or any timm architecture name)"
-        ) from None
+    builder = PRESETS.get(name, hint="or any timm architecture name")
     preset = builder()
     return preset if preset.description else replace(preset, description=inspect.getdoc(builder) or "")
-
-
-def is_preset(name: str) -> bool:
-    """Whether ``name`` is a preset rather than a plain timm name."""
-    return name in _PRESETS
 
 
 @register_preset

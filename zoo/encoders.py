@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
-from zoo.architectures import get_preset, is_preset
+from zoo.architectures import PRESETS, get_preset
 from zoo.config import EncoderConfig, PreprocessConfig
 from zoo.errors import ConfigError
 from zoo.preprocess import preprocess_batch, preprocess_uint8
@@ -237,7 +237,7 @@ def build_encoder(
         **arch_args: More ``timm.create_model`` arguments (``depth``, ``drop_path_rate``, ...).
     """
     preset_args: dict[str, Any] = {}
-    if is_preset(arch):
+    if arch in PRESETS:
         preset = get_preset(arch)
         arch, preset_args, default_pool = preset.arch, dict(preset.arch_args), preset.pooling
     else:

@@ -7,7 +7,6 @@ the mean of real tokens), and a linear projection into the joint space.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,37 +17,19 @@ from tokenizers import Tokenizer
 from torch import Tensor, nn
 
 from zoo.config import TextConfig
-from zoo.errors import ConfigError, UnknownNameError
+from zoo.errors import ConfigError
+from zoo.naming import NameRegistry
 from zoo.tokenizer import EOT_ID, encode_texts
 
 TextArch = Callable[..., nn.Module]
-_TEXT_ARCHS: dict[str, TextArch] = {}
-
-
-def register_text_arch(name: str) -> Callable[[TextArch], TextArch]:
-    """Register a text-tower constructor; it takes ``embed_dim``, ``pooling`` and its ``arch_args``."""
-
-    def wrap(fn: TextArch) -> TextArch:
-        _TEXT_ARCHS[name] = fn
-        return fn
-
-    return wrap
-
-
-#: Modules whose text architectures register themselves on import (imported on first lookup, so
-#: loading an entry never depends on what the caller happened to import).
-_ARCH_MODULES = ("zoo.text_bert",)
+#: Text-tower constructors by architecture name; each takes ``embed_dim``, ``pooling`` and its
+#: ``arch_args``. Filled by this module and by :mod:`zoo.text_bert`, imported at the end of this one.
+TEXT_ARCHS: NameRegistry[TextArch] = NameRegistry("text architecture")
 
 
 def create_text_tower(config: TextConfig) -> nn.Module:
     """Build the registered text architecture a config names."""
-    if config.arch not in _TEXT_ARCHS:
-        for module in _ARCH_MODULES:
-            importlib.import_module(module)
-    try:
-        factory = _TEXT_ARCHS[config.arch]
-    except KeyError:
-        raise UnknownNameError(f"unknown text architecture {config.arch!r}; known: {sorted(_TEXT_ARCHS)}") from None
+    factory = TEXT_ARCHS.get(config.arch)
     return factory(embed_dim=config.embed_dim, pooling=config.pooling, **config.arch_args)
 
 
@@ -143,7 +124,7 @@ class TextTransformer(nn.Module):
         return pooled
 
 
-@register_text_arch("transformer")
+@TEXT_ARCHS.register("transformer")
 def _transformer(*, embed_dim: int, pooling: str, **arch_args: Any) -> nn.Module:
     return TextTransformer(embed_dim=embed_dim, pooling=pooling, **arch_args)
 
@@ -204,3 +185,7 @@ class TextEncoder(nn.Module):
             ids, mask = trim_padding(*self.tokenize(texts[start : start + batch_size]))
             chunks.append(self(ids, mask).float().numpy())
         return np.concatenate(chunks) if chunks else np.zeros((0, self.config.embed_dim), np.float32)
+
+
+# Every text architecture is registered once this module is imported, whoever imports it first.
+from zoo import text_bert  # noqa: E402, F401

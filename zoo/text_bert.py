@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo.errors import ConfigError
-from zoo.text import register_text_arch
+from zoo.text import TEXT_ARCHS
 
 POOLINGS = ("mean", "cls")
 
@@ -153,6 +153,6 @@ class BertTower(nn.Module):
         return self.projection(self.pooled(ids, mask))
 
 
-@register_text_arch("bert")
+@TEXT_ARCHS.register("bert")
 def _bert(*, embed_dim: int, pooling: str, **arch_args: Any) -> nn.Module:
     return BertTower(embed_dim=embed_dim, pooling=pooling, **arch_args)

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training.parts.losses import get_loss
+from training.parts.losses import LOSSES
 from training.parts.losses.clip import ClipLoss
 from zoo.clip import LOGIT_SCALE_MAX, build_clip
 from zoo.tokenizer import train_wordpiece
@@ -67,7 +67,7 @@ def test_bad_arguments() -> None:
         ClipLoss()(torch.zeros(4, 3), torch.zeros(4, 2), 1.0)
     with pytest.raises(ValueError, match="at least 2"):
         ClipLoss()(torch.ones(1, 3), torch.ones(1, 3), 1.0)
-    assert isinstance(get_loss("clip"), ClipLoss)
+    assert isinstance(LOSSES.get("clip")(), ClipLoss)
 
 
 def test_logit_scale_is_clamped_at_ln_100() -> None:

@@ -13,8 +13,8 @@ from PIL import Image
 import zoo
 from training.clip.captions import build_caption_table
 from training.clip.fast import fit_projections, image_features, text_features
+from training.methods import METHODS
 from training.methods.clip import Clip
-from training.registry import get_method
 from zoo.clip import ClipModel
 from zoo.config import TextConfig
 from zoo.data import ImageDataset, load_dataset
@@ -45,7 +45,7 @@ def test_training_steps_lower_the_loss() -> None:
     ds = load_dataset("shapes", "train", n=32, image_size=16)
     torch.manual_seed(0)
     encoder = build_encoder("resnet_narrow", img_size=16, embed_dim=16)  # as the trainer builds it from a recipe
-    method = get_method("clip")(encoder=encoder, dataset=ds, context_length=12, text_args=TINY_TEXT)
+    method = METHODS.get("clip")(encoder=encoder, dataset=ds, context_length=12, text_args=TINY_TEXT)
     assert isinstance(method, Clip) and method.model.visual.backbone is encoder.backbone
     opt = torch.optim.AdamW([p for p in method.parameters() if p.requires_grad], lr=3e-3)
     batch, losses = _batch(ds, list(range(32))), []

@@ -21,7 +21,7 @@ from tiny_method import SMALL_METHOD_ARGS, tiny_model
 
 import zoo
 from training.config import Recipe, apply_overrides, from_mapping, load_recipe
-from training.registry import list_methods
+from training.methods import METHODS
 from training.run import build_method, build_run_encoder
 from zoo.cli import main
 from zoo.data import ImageDataset
@@ -47,7 +47,7 @@ def test_there_is_a_recipe_per_method_and_dataset():
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
 def test_shipped_recipes_load_and_build(path):
     recipe = load_recipe(path)
-    assert recipe.method in list_methods() and recipe.data.name in SIZES
+    assert recipe.method in METHODS.names() and recipe.data.name in SIZES
     method = build_method(recipe, build_run_encoder(recipe, _fake(recipe.data.name)))
     assert recipe.train.batch_size >= method.min_batch_size
 
@@ -171,10 +171,10 @@ def test_resume_needs_a_run_folder(capsys):
 
 
 def test_train_help_lists_every_registered_method(capsys):
-    from training.registry import list_methods
+    from training.methods import METHODS
     from zoo.cli import main
 
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert f"a registered method: {', '.join(list_methods())}" in text and "clip" in list_methods()
+    assert f"a registered method: {', '.join(METHODS.names())}" in text and "clip" in METHODS.names()

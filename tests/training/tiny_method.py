@@ -61,7 +61,6 @@ class TinyContrastive(Method):
     """Encoder → linear head → NT-Xent between two noisy views; an EMA copy of the head as a 'teacher'."""
 
     min_batch_size = 4
-    uses_momentum = True
 
     def __init__(self, encoder: ImageEncoder, temperature: float = 0.5, noise: float = 0.3) -> None:
         super().__init__()

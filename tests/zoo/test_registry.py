@@ -161,8 +161,8 @@ def test_unknown_config_field_is_named():
 
 
 def test_each_preset_is_described_by_its_own_docstring():
-    from zoo.architectures import get_preset, list_presets
+    from zoo.architectures import PRESETS, get_preset
 
-    descriptions = {name: get_preset(name).description for name in list_presets()}
+    descriptions = {name: get_preset(name).description for name in PRESETS.names()}
     assert all(descriptions.values()) and len(set(descriptions.values())) == len(descriptions)
     assert "quarter width" in descriptions["resnet_narrow"] and "6-block" in descriptions["vit_nano"]

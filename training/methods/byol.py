@@ -14,16 +14,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from training.methods import METHODS
 from training.methods.common import SSLMethod, embeddings_of, scalar
 from training.parts.heads import BYOLPredictionHead, BYOLProjectionHead
 from training.parts.losses import NegativeCosineLoss
 from training.parts.momentum import cosine_schedule, deactivate_requires_grad, update_momentum
 from training.parts.views import BatchViews, byol_views
-from training.registry import register_method
 from zoo.encoders import ImageEncoder
 
 
-@register_method("byol")
+@METHODS.register("byol")
 class BYOL(SSLMethod):
     """BYOL around any backbone.
 
@@ -37,7 +37,6 @@ class BYOL(SSLMethod):
     """
 
     min_batch_size = 2  # the heads' BatchNorm needs more than one sample
-    uses_momentum = True
 
     def __init__(self, encoder: ImageEncoder, proj_hidden_dim: int = 4096, out_dim: int = 256,
                  base_momentum: float = 0.99, views: dict[str, Any] | None = None) -> None:

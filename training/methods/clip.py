@@ -21,10 +21,10 @@ from torch import Tensor, nn
 
 from training.clip.build import build_clip_model
 from training.clip.captions import CaptionTable, build_caption_table
+from training.methods import METHODS
 from training.methods.base import Method
 from training.parts.losses.clip import ClipLoss
 from training.parts.views import BatchViews, ViewConfig
-from training.registry import register_method
 from zoo.clip import ClipModel
 from zoo.data import ImageDataset
 from zoo.encoders import ImageEncoder
@@ -173,13 +173,13 @@ class Clip(Method):
         return {"captions": dict(self.captions.info), "lock_image": self.lock_image, "lock_text": self.lock_text}
 
 
-@register_method("clip")
+@METHODS.register("clip")
 def build_clip_method(encoder: ImageEncoder | None = None, *, dataset: ImageDataset, image: str = "resnet_narrow",
                       text: str = "transformer", embed_dim: int = 256, img_size: int | None = None,
                       context_length: int = 32, positives: str = "caption", lock_image: bool = False,
                       lock_text: bool = False, crop_scale: float = 1.0, seed: int = 0, vocab_size: int = 4096,
                       text_args: dict[str, Any] | None = None) -> Clip:
-    """The registry's factory: ``get_method("clip")(encoder=..., dataset=..., **method_args)``.
+    """The registry's factory: ``METHODS.get("clip")(encoder=..., dataset=..., **method_args)``.
 
     Unlike the image-only methods CLIP needs the dataset (its captions), so the trainer passes it.
     """

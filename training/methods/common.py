@@ -23,7 +23,6 @@ class SSLMethod(Method):
     """
 
     min_batch_size: int = 1
-    uses_momentum: bool = False
 
     def __init__(self, encoder: ImageEncoder, name: str) -> None:
         super().__init__()
@@ -64,10 +63,6 @@ class SSLMethod(Method):
     def encoder(self) -> ImageEncoder:
         """The online encoder, heads, predictors, decoders and teachers left behind."""
         return self.image_encoder
-
-    def parameters_to_optimize(self) -> list[nn.Parameter]:
-        """Every parameter that takes gradients (momentum teachers are frozen, so they are not here)."""
-        return [p for p in self.parameters() if p.requires_grad]
 
     def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
         """Two optimiser groups: weights with ``weight_decay``; biases, norms, tokens, positions without."""

@@ -15,13 +15,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from training.methods import METHODS
 from training.methods.common import SSLMethod, embeddings_of, scalar
 from training.parts.heads import DINOProjectionHead
 from training.parts.losses import DINOLoss
 from training.parts.momentum import cosine_schedule, deactivate_requires_grad, update_momentum
 from training.parts.views import BatchViews, dino_views
 from training.parts.vit import features_any_size, is_vit, patch_size
-from training.registry import register_method
 from zoo.encoders import ImageEncoder
 
 
@@ -30,7 +30,7 @@ def default_local_size(global_size: int, multiple: int) -> int:
     return max(multiple, round(global_size * 96 / 224 / multiple) * multiple)
 
 
-@register_method("dino")
+@METHODS.register("dino")
 class DINO(SSLMethod):
     """DINO around any backbone (ViT or CNN).
 
@@ -58,7 +58,6 @@ class DINO(SSLMethod):
     """
 
     min_batch_size = 2  # the centre is a batch statistic
-    uses_momentum = True
 
     def __init__(self, encoder: ImageEncoder, out_dim: int = 4096, hidden_dim: int = 2048,
                  bottleneck_dim: int = 256, use_bn_in_head: bool = False, norm_last_layer: bool = True,

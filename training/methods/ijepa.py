@@ -18,13 +18,13 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
+from training.methods import METHODS
 from training.methods.common import SSLMethod, embeddings_of, scalar
 from training.parts.losses import IJEPALoss
 from training.parts.masking import MultiBlockMaskGenerator
 from training.parts.momentum import deactivate_requires_grad, linear_schedule, update_momentum
 from training.parts.views import BatchViews, ijepa_views
 from training.parts.vit import as_vit, encode_tokens, gather_tokens, grid_size, patch_tokens, sincos_pos_embed
-from training.registry import register_method
 from zoo.encoders import ImageEncoder
 
 
@@ -65,7 +65,7 @@ def _pair(values: tuple[float, float] | list[float]) -> tuple[float, float]:
     return float(low), float(high)
 
 
-@register_method("ijepa")
+@METHODS.register("ijepa")
 class IJEPA(SSLMethod):
     """I-JEPA on a timm ViT backbone.
 

@@ -15,6 +15,7 @@ import torch
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
+from training.methods import METHODS
 from training.methods.common import SSLMethod, embeddings_of
 from training.parts.losses import MAELoss
 from training.parts.masking import RandomMask, random_token_mask
@@ -29,7 +30,6 @@ from training.parts.vit import (
     patchify,
     sincos_pos_embed,
 )
-from training.registry import register_method
 from zoo.encoders import ImageEncoder
 
 
@@ -72,7 +72,7 @@ def _init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-@register_method("mae")
+@METHODS.register("mae")
 class MAE(SSLMethod):
     """MAE on a timm ViT backbone.
 

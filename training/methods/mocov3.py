@@ -14,17 +14,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from training.methods import METHODS
 from training.methods.common import SSLMethod, embeddings_of, scalar
 from training.parts.heads import MoCoV3PredictionHead, MoCoV3ProjectionHead
 from training.parts.losses import MoCoV3Loss
 from training.parts.momentum import cosine_schedule, deactivate_requires_grad, update_momentum
 from training.parts.views import BatchViews, byol_views
 from training.parts.vit import is_vit
-from training.registry import register_method
 from zoo.encoders import ImageEncoder
 
 
-@register_method("mocov3")
+@METHODS.register("mocov3")
 class MoCoV3(SSLMethod):
     """MoCo v3 around any backbone.
 
@@ -40,7 +40,6 @@ class MoCoV3(SSLMethod):
     """
 
     min_batch_size = 2  # each query needs at least one negative key
-    uses_momentum = True
 
     def __init__(self, encoder: ImageEncoder, temperature: float = 0.2, proj_hidden_dim: int = 4096,
                  out_dim: int = 256, proj_layers: int = 3, base_momentum: float = 0.99,

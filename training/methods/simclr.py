@@ -12,15 +12,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from training.methods import METHODS
 from training.methods.common import SSLMethod, embeddings_of
 from training.parts.heads import SimCLRProjectionHead
 from training.parts.losses import NTXentLoss
 from training.parts.views import BatchViews, simclr_views
-from training.registry import register_method
 from zoo.encoders import ImageEncoder
 
 
-@register_method("simclr")
+@METHODS.register("simclr")
 class SimCLR(SSLMethod):
     """SimCLR around any backbone.
 
@@ -34,7 +34,6 @@ class SimCLR(SSLMethod):
     """
 
     min_batch_size = 2  # each image needs at least one other image as a negative
-    uses_momentum = False
 
     def __init__(self, encoder: ImageEncoder, temperature: float = 0.5, hidden_dim: int | None = None,
                  out_dim: int = 128, num_layers: int = 2, views: dict[str, Any] | None = None) -> None:

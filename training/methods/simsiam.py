@@ -13,15 +13,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from training.methods import METHODS
 from training.methods.common import SSLMethod, embeddings_of
 from training.parts.heads import SimSiamPredictionHead, SimSiamProjectionHead
 from training.parts.losses import NegativeCosineLoss
 from training.parts.views import BatchViews, simsiam_views
-from training.registry import register_method
 from zoo.encoders import ImageEncoder
 
 
-@register_method("simsiam")
+@METHODS.register("simsiam")
 class SimSiam(SSLMethod):
     """SimSiam around any backbone.
 
@@ -34,7 +34,6 @@ class SimSiam(SSLMethod):
     """
 
     min_batch_size = 2  # the heads' BatchNorm needs more than one sample
-    uses_momentum = False
 
     def __init__(self, encoder: ImageEncoder, proj_hidden_dim: int = 2048, out_dim: int = 2048,
                  pred_hidden_dim: int = 512, views: dict[str, Any] | None = None) -> None:

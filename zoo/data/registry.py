@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from zoo.data.dataset import ImageDataset
-from zoo.errors import DataError, DatasetNotAvailableError, UnknownNameError
+from zoo.errors import DataError, DatasetNotAvailableError
+from zoo.naming import NameRegistry
 
 Builder = Callable[..., ImageDataset]
 F = TypeVar("F", bound=Builder)
@@ -69,12 +70,12 @@ class DatasetSpec:
             raise DataError(f"{self.name}: unknown split {split!r}; valid splits: {list(self.splits)}")
 
 
-_DATASETS: dict[str, DatasetSpec] = {}
-_SOURCES: dict[str, DatasetSpec] = {}
+DATASETS: NameRegistry[DatasetSpec] = NameRegistry("dataset")
+SOURCES: NameRegistry[DatasetSpec] = NameRegistry("data source")
 
 
 def _register(
-    table: dict[str, DatasetSpec],
+    table: NameRegistry[DatasetSpec],
     *,
     name: str,
     splits: tuple[str, ...],
@@ -85,11 +86,8 @@ def _register(
     placeholder: str = "",
 ) -> Callable[[F], F]:
     def decorator(builder: F) -> F:
-        if name in table:
-            raise ValueError(f"dataset {name!r} is registered twice")
-        table[name] = DatasetSpec(
-            name, builder, tuple(splits), version, sources, cacheable, seeded, placeholder
-        )
+        spec = DatasetSpec(name, builder, tuple(splits), version, sources, cacheable, seeded, placeholder)
+        table.add(name, spec, origin=builder)
         return builder
 
     return decorator
@@ -114,7 +112,7 @@ def register_dataset(
         seeded: ``False`` for fixed data (an official split), so all seeds share one cache file.
     """
     return _register(
-        _DATASETS, name=name, splits=splits, version=version, sources=sources, cacheable=True, seeded=seeded
+        DATASETS, name=name, splits=splits, version=version, sources=sources, cacheable=True, seeded=seeded
     )
 
 
@@ -129,7 +127,7 @@ def register_source(
         placeholder: How the documented form names the path, e.g. ``FILE`` in ``captions:FILE``.
     """
     return _register(
-        _SOURCES,
+        SOURCES,
         name=prefix,
         splits=splits,
         version=1,
@@ -141,12 +139,12 @@ def register_source(
 
 def list_datasets() -> list[str]:
     """Names of the registered datasets (sources such as ``folder:PATH`` are forms, not names)."""
-    return sorted(_DATASETS)
+    return DATASETS.names()
 
 
 def source_forms() -> list[str]:
     """The ``prefix:PATH`` forms users can pass instead of a name."""
-    return [f"{prefix}:{spec.placeholder}" for prefix, spec in sorted(_SOURCES.items())]
+    return [f"{prefix}:{SOURCES.get(prefix).placeholder}" for prefix in SOURCES.names()]
 
 
 def resolve(name: str) -> tuple[DatasetSpec, Path | None]:
@@ -156,15 +154,11 @@ def resolve(name: str) -> tuple[DatasetSpec, Path | None]:
         UnknownNameError: Neither a registered name nor a known ``prefix:PATH`` form; the message
             lists both so the user can pick the right one.
     """
-    if name in _DATASETS:
-        return _DATASETS[name], None
     prefix, sep, rest = name.partition(":")
-    if sep and prefix in _SOURCES and rest:
-        return _SOURCES[prefix], Path(rest).expanduser()
-    raise UnknownNameError(
-        f"unknown dataset {name!r}; registered datasets: {', '.join(list_datasets())}; "
-        f"or load your own data with one of: {', '.join(source_forms())}"
-    )
+    if name not in DATASETS and sep and prefix in SOURCES and rest:
+        return SOURCES.get(prefix), Path(rest).expanduser()
+    hint = f"or load your own data with one of: {', '.join(source_forms())}"
+    return DATASETS.get(name, hint=hint), None
 
 
 def dataset_available(name: str) -> bool:

@@ -1,42 +1,17 @@
-"""Losses, one per file, found by name through a small registry (``get_loss("ntxent", temperature=0.5)``).
+"""Losses, one per file, registered by name in :data:`LOSSES` (``LOSSES.get("ntxent")(temperature=0.5)``).
 
-Every loss validates its arguments in ``__init__`` so a bad recipe fails before training starts.
+Every loss validates its arguments in ``__init__`` so a bad recipe fails before training starts. The
+registry lives here and this package imports every loss module below, so all of them are registered
+whichever loss a caller imports first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from torch import nn
 
-from zoo.errors import UnknownNameError
+from zoo.naming import NameRegistry
 
-_LOSSES: dict[str, Callable[..., nn.Module]] = {}
-
-
-def register_loss(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
-    """Register a loss class under ``name``."""
-
-    def wrap(cls: type[nn.Module]) -> type[nn.Module]:
-        _LOSSES[name] = cls
-        return cls
-
-    return wrap
-
-
-def list_losses() -> list[str]:
-    """Names of every registered loss."""
-    return sorted(_LOSSES)
-
-
-def get_loss(name: str, **kwargs: Any) -> nn.Module:
-    """Build the loss registered as ``name``; an unknown name lists the known ones."""
-    try:
-        factory = _LOSSES[name]
-    except KeyError:
-        raise UnknownNameError(f"unknown loss {name!r}; losses: {', '.join(list_losses())}") from None
-    return factory(**kwargs)
+LOSSES: NameRegistry[type[nn.Module]] = NameRegistry("loss")
 
 
 def check_temperature(name: str, value: float, low: float = 1e-3) -> float:
@@ -55,6 +30,7 @@ from training.parts.losses.negative_cosine import NegativeCosineLoss  # noqa: E4
 from training.parts.losses.ntxent import NTXentLoss  # noqa: E402
 
 __all__ = [
+    "LOSSES",
     "ClipLoss",
     "DINOLoss",
     "IJEPALoss",
@@ -63,7 +39,4 @@ __all__ = [
     "NTXentLoss",
     "NegativeCosineLoss",
     "check_temperature",
-    "get_loss",
-    "list_losses",
-    "register_loss",
 ]

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from training.parts import distributed
-from training.parts.losses import register_loss
+from training.parts.losses import LOSSES
 
 
 def soft_targets(row_keys: Tensor, col_keys: Tensor) -> Tensor:
@@ -27,7 +27,7 @@ def soft_targets(row_keys: Tensor, col_keys: Tensor) -> Tensor:
     return same / same.sum(dim=1, keepdim=True).clamp(min=1.0)
 
 
-@register_loss("clip")
+@LOSSES.register("clip")
 class ClipLoss(nn.Module):
     """Symmetric cross-entropy between image and text embeddings, negatives from every rank.
 

@@ -15,11 +15,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from training.parts import distributed
-from training.parts.losses import check_temperature, register_loss
+from training.parts.losses import LOSSES, check_temperature
 from training.parts.momentum import linear_schedule
 
 
-@register_loss("dino")
+@LOSSES.register("dino")
 class DINOLoss(nn.Module):
     """Cross-entropy between centred, sharpened teacher and student distributions over prototypes.
 

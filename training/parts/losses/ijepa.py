@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from training.parts.losses import register_loss
+from training.parts.losses import LOSSES
 
 _KINDS = ("smooth_l1", "l2")
 
 
-@register_loss("ijepa")
+@LOSSES.register("ijepa")
 class IJEPALoss(nn.Module):
     """Distance between predicted and target patch embeddings, averaged over blocks, patches and features.
 

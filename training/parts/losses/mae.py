@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from training.parts.losses import register_loss
+from training.parts.losses import LOSSES
 
 
-@register_loss("mae")
+@LOSSES.register("mae")
 class MAELoss(nn.Module):
     """Mean squared error per patch, averaged over masked patches.
 

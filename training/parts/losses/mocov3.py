@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from training.parts import distributed
-from training.parts.losses import check_temperature, register_loss
+from training.parts.losses import LOSSES, check_temperature
 
 
-@register_loss("mocov3")
+@LOSSES.register("mocov3")
 class MoCoV3Loss(nn.Module):
     """InfoNCE of queries against momentum keys, ``ctr(q, k)`` in Algorithm 1.
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from training.parts.losses import register_loss
+from training.parts.losses import LOSSES
 
 
-@register_loss("negative_cosine")
+@LOSSES.register("negative_cosine")
 class NegativeCosineLoss(nn.Module):
     """Mean over the batch of ``−cos(p, z)`` or, with ``normalized_mse``, of ``2 − 2·cos(p, z)``.
 

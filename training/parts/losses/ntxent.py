@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from training.parts import distributed
-from training.parts.losses import check_temperature, register_loss
+from training.parts.losses import LOSSES, check_temperature
 
 
-@register_loss("ntxent")
+@LOSSES.register("ntxent")
 class NTXentLoss(nn.Module):
     """NT-Xent over two batches of projections.
 
