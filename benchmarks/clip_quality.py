@@ -17,7 +17,7 @@ Runs (each on ``shapes`` and/or ``emoji``):
 * ``tuned``    — ``locked+``, then EfficientNet-Lite0's last stages (``--tail-from 5``: stages 5–6 and
                  the conv head, 2.7 M of its 3.4 M trunk parameters) fine-tuned from that fit for
                  ``--tail-steps`` steps of 256 images, on ``--tail-views`` cached inputs of stage 5 (view 0
-                 plain, the others mild crops), text still locked (:mod:`training.clip.tail`);
+                 plain, the others mild crops), text still locked (:mod:`training.clip.last_stage`);
 * ``default``  — the shipped recipe (:mod:`training.clip.default`): ``locked+`` fitted once on
                  ``shapes`` + ``emoji`` train together, tested on both held-out sets.
 
@@ -51,9 +51,9 @@ import torch
 import zoo
 from training.clip.captions import build_caption_table, richer_captions
 from training.clip.default import fit_default, test_sets, training_sets
-from training.clip.fast import fit_projections, image_features
+from training.clip.last_stage import finetune_tail, stage_inputs
+from training.clip.locked_fit import fit_projections, image_features
 from training.clip.quality import EMOJI_TEMPLATES, Row, evaluate, shapes_tasks
-from training.clip.tail import finetune_tail, stage_inputs
 from training.data import BatchLoader
 from training.methods.clip import Clip
 from zoo import zeroshot as zs
@@ -141,7 +141,7 @@ def run_locked(train: ImageDataset, args: argparse.Namespace, improved: bool,
 
     The number of fit steps is chosen on a validation split of the *training* families (zero-shot
     macro top-1 on them), never on the held-out evaluation set, then the fit is redone on all of train.
-    ``tune`` then fine-tunes the image trunk's last stages from that fit (:mod:`training.clip.tail`).
+    ``tune`` then fine-tunes the image trunk's last stages from that fit (:mod:`training.clip.last_stage`).
     """
     torch.manual_seed(args.seed)
     positives = "label" if improved and train.name == "emoji" else "caption"

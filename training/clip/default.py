@@ -29,7 +29,7 @@ import torch
 
 import zoo
 from training.clip.captions import build_caption_table, concat_tables, richer_captions
-from training.clip.fast import fit_projections, image_features, text_features
+from training.clip.locked_fit import fit_projections, image_features, text_features
 from training.clip.quality import zero_shot_metrics
 from training.methods.clip import Clip
 from zoo.clip import ClipModel
