@@ -1,5 +1,8 @@
 """CLIP quality on the bundled captioned sets, under a CPU budget: zero-shot and retrieval versus chance.
 
+It is how the shipped CLIP recipe was chosen, and how a change to it is judged: every run is scored
+on images it never trained on, against the chance level of the same task, with the same figures.
+
 Runs (each on ``shapes`` and/or ``emoji``):
 
 * ``own``      — our text transformer (WordPiece on the captions) + a small image network, both from scratch;
@@ -14,7 +17,7 @@ Runs (each on ``shapes`` and/or ``emoji``):
 * ``tuned``    — ``locked+``, then EfficientNet-Lite0's last stages (``--tail-from 5``: stages 5–6 and
                  the conv head, 2.7 M of its 3.4 M trunk parameters) fine-tuned from that fit for
                  ``--tail-steps`` steps of 256 images, on ``--tail-views`` cached inputs of stage 5 (view 0
-                 plain, the others mild crops), text still locked (:mod:`training.clip.tail`);
+                 plain, the others mild crops), text still locked (:mod:`training.clip.last_stage`);
 * ``default``  — the shipped recipe (:mod:`training.clip.default`): ``locked+`` fitted once on
                  ``shapes`` + ``emoji`` train together, tested on both held-out sets.
 
@@ -30,63 +33,8 @@ Emoji zero-shot is reported per concept (macro) and per image.
     nice -n 10 python benchmarks/clip_quality.py --data emoji --runs locked+,tuned --threads 2 [--seed 1]
     nice -n 10 python benchmarks/clip_quality.py --runs default
 
-What moved the emoji held-out figure and what did not (shared 2-core machine, Lite0 at 224 px unless
-said; "val" = macro top-1 on the validation families, the only figure used to choose; the held-out
-figure is given for the chosen setting only). The issue's 35% was **not** reached: every variation of
-the locked-towers fit sits at 19–22% held-out macro top-1, within the seed-to-seed spread (val ±1.5
-points over 5 seeds):
-
-* concept-level positives + concept phrasings (``locked+``, chosen 150 steps): 19.6% / 37.4% held-out,
-  the best held-out figure; nothing below beat it on validation.
-* Lite0 input size: 224 px val 24.4%, 160 px val 19.2% (held-out 16.4%): keep 224 (costs build time).
-* captions from group/subgroup ("a man cook, an emoji of the person role kind", "a people body emoji
-  of ..."), added to or replacing the phrasings: val 22.9% / 21.8% (vs 24.4%); group/subgroup also
-  in the zero-shot prompts: val 24.4–26.0%, within noise. Not used (``emoji_phrasings(subgroup=True)``
-  keeps the option).
-* four image views (mild crops, precomputed): val 24.1%; an MLP image head (1024 hidden): 19.3%; a
-  residual MLP text adapter on the locked MiniLM features (a cheap stand-in for unlocking the last
-  text layers, and more capacity on the text side): 21.4%; text projection fixed at the identity (map
-  images into MiniLM's own space) and averaging 5 seeds' heads: 22.7–23.3%. More capacity anywhere
-  overfits to the 1,474 training concepts sooner. Unlocking MiniLM itself was not run: its proxy lost,
-  and its per-step cost (seconds per 512 captions on one core) does not fit the build budget.
-* weight decay 0.5 instead of 0.05: val 25.0% (noise); fewer steps (40–110) or a lower learning rate:
-  worse; 2,048-pair batches: 24.1%.
-* Lite0's stage-wise pooled features concatenated to the pooled ones: val 24.7% (noise; would also need
-  a non-linear image head in the saved format); ImageNet class names as a bridge (softmax over the
-  1,000 ImageNet logits × MiniLM embeddings of the class names, no fit): val 7.8%.
-* 1,500 / 3,000 extra ``openclipart-png`` clip-art images captioned from their paths and file names
-  (author names stripped heuristically): val 23.0% / 19.2% top-1 (top-5 up 2–3 points). Not kept, so
-  the package is not in the install script.
-
-Fine-tuning the image trunk (``tuned``; same machine, ``--threads 2``, nothing else running for seed 0;
-run at commit d7628bc, before the fits' loop was shared — the same operations in the same order):
-
-| split (``--seed``) | run | macro top-1 | macro top-5 | per image top-1 | i→t R@10 | t→i R@10 |
-|---|---|---|---|---|---|---|
-| 0 (386 held-out concepts) | ``locked+`` | 19.4% | 38.1% | 20.9% | 37.4% | 41.9% |
-| 0 | ``tuned`` (120 steps, 3 views; 210 s caching, 401 s training) | 20.1% | 41.8% | 22.7% | 42.8% | 44.6% |
-| 1 (211 held-out concepts) | ``locked+`` | 21.2% | 45.1% | 24.3% | 28.7% | 28.9% |
-| 1 | ``tuned`` (1 thread beside another run; 392 s caching, 707 s training) | 22.4% | 50.0% | 25.6% | 25.9% | 26.8% |
-
-On both splits the fine-tuned stages raise zero-shot top-5 (+3.7, +4.9 points) and top-1 by about a
-point (+0.7, +1.2: less than the seed-to-seed spread); retrieval rose on split 0 and fell on split 1.
-So the shipped default keeps both towers locked: about 20 more minutes of build for a point of top-1.
-In the scratch harness these runs grew out of (fit on the training families less the validation ones,
-one seed each, not kept): training from stage 4 instead of 5 lowered validation (22.6% → 20.5% after
-40 steps) at twice the cost per step; a 10× lower learning rate (1e-4) did not raise it (22.6% →
-21.1%); **unlocking MiniLM's last two layers** (from the locked fit, 150 steps × 512 captions, lr
-5e-5, layer-4 states cached) moved validation 23.8% → 22.7% and held-out 17.0% → 17.1%: the text side is not the limit;
-CLDR keywords (Debian ``unicode-cldr-core``) as extra captions moved held-out by ≤ +1.2 points, and
-also in the zero-shot prompts (descriptions beyond the concept name) to 21.3% from 18.8% (not kept: a
-17 MB package for about a point); a hubness correction at zero-shot time (CSLS against the training
-images' embeddings) moved held-out by −1.9 to +2.0 points over three seeds (noise).
-
-The limit is the ImageNet image features of emoji renders: only 25% of validation predictions land
-in the right concept family at all (gender variants are not the problem), and adapting the last
-stages on 3,034 renders moves top-5 more than top-1. What is left to try is fine-tuning the whole
-image tower at 224 px with augmentation: forward + backward of timm's Lite0 runs at 8 images/s on one
-core here (batch 64, fp32 or bf16 autocast alike; about 4 minutes per epoch of emoji train on both
-cores), a job for a GPU.
+What the runs showed (each variation of the locked fit tried, the fine-tuning figures, where the limit
+lies) is in ``docs/clip-quality-notes.md``.
 """
 
 from __future__ import annotations
@@ -103,9 +51,9 @@ import torch
 import zoo
 from training.clip.captions import build_caption_table, richer_captions
 from training.clip.default import fit_default, test_sets, training_sets
-from training.clip.fast import fit_projections, image_features
+from training.clip.last_stage import finetune_tail, stage_inputs
+from training.clip.locked_fit import fit_projections, image_features
 from training.clip.quality import EMOJI_TEMPLATES, Row, evaluate, shapes_tasks
-from training.clip.tail import finetune_tail, stage_inputs
 from training.data import BatchLoader
 from training.methods.clip import Clip
 from zoo import zeroshot as zs
@@ -193,7 +141,7 @@ def run_locked(train: ImageDataset, args: argparse.Namespace, improved: bool,
 
     The number of fit steps is chosen on a validation split of the *training* families (zero-shot
     macro top-1 on them), never on the held-out evaluation set, then the fit is redone on all of train.
-    ``tune`` then fine-tunes the image trunk's last stages from that fit (:mod:`training.clip.tail`).
+    ``tune`` then fine-tunes the image trunk's last stages from that fit (:mod:`training.clip.last_stage`).
     """
     torch.manual_seed(args.seed)
     positives = "label" if improved and train.name == "emoji" else "caption"

@@ -66,6 +66,15 @@ class UnsupportedMediaType(ServiceError):
     status, kind = 415, "unsupported_media_type"
 
 
+class Internal(ServiceError):
+    """A failure of the server's own (500): the message points at the log, which has the details."""
+
+    status, kind = 500, "internal"
+
+    def __init__(self, message: str = "an unexpected error occurred; the server log has the traceback") -> None:
+        super().__init__(message)
+
+
 def error_body(status: int, kind: str, message: str) -> dict[str, Any]:
     """The JSON every error carries: a message to read, a kind to branch on, the status."""
     return {"error": message, "type": kind, "status": status}
@@ -92,12 +101,21 @@ def classify_exception(exc: BaseException) -> tuple[int, str, str]:
         return 500, "broken_model", str(exc)
     if isinstance(exc, SslzooError):
         return 400, "invalid_request", str(exc)
-    return 500, "internal", "an unexpected error occurred; the server log has the traceback"
+    unexpected = Internal()
+    return unexpected.status, unexpected.kind, unexpected.message
 
 
 def openai_error_body(status: int, kind: str, message: str) -> dict[str, Any]:
     """OpenAI's error shape, which its clients unpack into the exception message."""
     return {"error": {"message": message, "type": kind, "param": None, "code": status}}
+
+
+def error_answer(status: int, kind: str, message: str, openai_style: bool = False,
+                 headers: dict[str, str] | None = None) -> Response:
+    """An error's JSON response; a 401 names the scheme to retry with, as RFC 9110 requires."""
+    challenge = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    body = (openai_error_body if openai_style else error_body)(status, kind, message)
+    return json_response(body, status, {**challenge, **(headers or {})})
 
 
 def error_response(exc: BaseException, openai_style: bool = False) -> Response:
@@ -107,9 +125,7 @@ def error_response(exc: BaseException, openai_style: bool = False) -> Response:
         log.error("request failed: %s", message, exc_info=exc)
     else:
         log.info("request refused (%d %s): %s", status, kind, message)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    body = (openai_error_body if openai_style else error_body)(status, kind, message)
-    return json_response(body, status, headers)
+    return error_answer(status, kind, message, openai_style)
 
 
 def _decorator(openai_style: bool) -> Callable[[Callable[P, Awaitable[Any]]], Callable[P, Awaitable[Any]]]:

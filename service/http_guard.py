@@ -36,11 +36,12 @@ from starlette.requests import Request
 
 from service.errors import (
     BadRequest,
+    Internal,
     PayloadTooLarge,
     ServiceError,
     Unauthorized,
     UnsupportedMediaType,
-    error_body,
+    error_answer,
 )
 from service.images import encode_data_uri
 from service.settings import Settings
@@ -60,20 +61,10 @@ ACCEPTED = ("application/json", "multipart/form-data")
 _NOT_SPACE = re.compile(rb"[^ \t\r\n]")  # JSON's whitespace is these four
 
 
-class _Internal(ServiceError):
-    """Something below the guard failed without answering: said as a 500, never left hanging."""
-
-    status, kind = 500, "internal"
-
-
 async def _reply(send: Send, error: ServiceError) -> None:
-    body = json.dumps(error_body(error.status, error.kind, error.message)).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               (b"connection", b"close")]
-    if error.status == 401:
-        headers.append((b"www-authenticate", b"Bearer"))
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    response = error_answer(error.status, error.kind, error.message, headers={"Connection": "close"})
+    await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -162,11 +153,11 @@ class RequestGuard:
             if started:
                 raise
             log.exception("%s %s failed before answering", scope.get("method"), scope.get("path"))
-            await _reply(send, _Internal("an unexpected error occurred; the server log has the traceback"))
+            await _reply(send, Internal())
             return
         if not started:
             log.error("%s %s returned without a response", scope.get("method"), scope.get("path"))
-            await _reply(send, _Internal("the request ended without a response; the server log has details"))
+            await _reply(send, Internal("the request ended without a response; the server log has details"))
 
     def _authorise(self, scope: Scope) -> None:
         key = self.settings.api_key

@@ -15,13 +15,13 @@ scales on its own; ``bentoml serve`` runs both on one machine.
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import bentoml
 from fastapi import FastAPI
 from starlette.responses import Response
 
-from service.errors import json_errors, json_response, openai_errors
+from service.errors import json_errors, openai_errors
 from service.http_guard import RequestGuard
 from service.index_service import IndexService
 from service.models import references
@@ -35,6 +35,9 @@ Encoding = Literal["float", "base64"]
 Images = list[str] | None
 Texts = list[str] | None
 Vecs = list[list[float]] | None
+User = Annotated[str | None, bentoml.Field(
+    description="OpenAI's end-user id, accepted because OpenAI clients send it when a caller sets it; "
+                "ignored: nothing is recorded per user.")]
 SETTINGS = Settings.from_env()
 
 
@@ -112,8 +115,8 @@ class SslzooService:
     @openai_errors
     async def openai_embeddings(self, input: str | list[str], model: str | None = None,
                                 encoding_format: Encoding = "float", dimensions: int | None = None,
-                                user: str | None = None) -> dict[str, Any]:
-        """OpenAI-compatible embeddings: strings (CLIP text) and data: URIs (images)."""
+                                user: User = None) -> dict[str, Any]:
+        """OpenAI-compatible embeddings: strings (CLIP text) and data: URIs (images); ``user`` is ignored."""
         return await self.embedder.openai_embeddings(input, model, encoding_format, dimensions)
 
     # -- index -------------------------------------------------------------------------------------
@@ -219,9 +222,12 @@ class SslzooService:
     @reads.get("/v1/models")
     async def openai_models(self) -> Response:
         """The registry in the OpenAI ``/v1/models`` shape."""
+        return await openai_errors(self._openai_models)()
+
+    async def _openai_models(self) -> dict[str, Any]:
         data = [{"id": e.ref, "object": "model", "owned_by": "sslzoo", "created": 0}
                 for e in self.runtime.registry.entries()]
-        return json_response({"object": "list", "data": data})
+        return {"object": "list", "data": data}
 
 
 # The served entries as BentoML models: `bentoml build` packs them, `bentoml serve .` resolves them first.

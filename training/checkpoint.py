@@ -33,9 +33,10 @@ LATEST = "latest.json"
 STATE = "state.json"
 
 
-def _tensors_only(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    # clone breaks storage sharing (tied or aliased modules), which safetensors refuses to write
-    return {k: v.detach().cpu().clone().contiguous() for k, v in state.items()}
+def _for_safetensors(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    # Not cloned: tensors that share storage (a module registered twice) are refused by safetensors,
+    # and should be, as the checkpoint would hold those weights twice.
+    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
 
 def optimizer_to_files(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -53,7 +54,9 @@ def optimizer_to_files(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tens
             else:
                 entry[key] = value
         state[str(index)] = entry
-    return _tensors_only(tensors), {"state": state, "param_groups": sd["param_groups"]}
+    # A snapshot: the optimiser updates its state in place after this returns.
+    snapshot = {k: v.detach().cpu().clone().contiguous() for k, v in tensors.items()}
+    return snapshot, {"state": state, "param_groups": sd["param_groups"]}
 
 
 def optimizer_from_files(tensors: dict[str, Tensor], structure: dict[str, Any]) -> dict[str, Any]:
@@ -127,7 +130,7 @@ def save_checkpoint(run_dir: Path, step: int, method: nn.Module, optimizer: torc
         model_state = method.state_dict()
         tensors = {k: v for k, v in model_state.items() if isinstance(v, Tensor)}
         extra = {k: v for k, v in model_state.items() if not isinstance(v, Tensor)}  # get_extra_state()
-        save_file(_tensors_only(tensors), str(tmp / "model.safetensors"))
+        save_file(_for_safetensors(tensors), str(tmp / "model.safetensors"))
         opt_tensors, opt_structure = optimizer_to_files(optimizer)
         save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
         _write_json(tmp / STATE, {**state, "step": step, "optimizer": opt_structure, "model_extra": extra})

@@ -12,7 +12,7 @@ from PIL import Image
 
 import zoo
 from training.clip.captions import build_caption_table
-from training.clip.fast import fit_projections, image_features, text_features
+from training.clip.locked_fit import fit_projections, image_features, text_features
 from training.methods import METHODS
 from training.methods.clip import Clip
 from zoo.clip import ClipModel

@@ -60,6 +60,21 @@ def test_models_lists_the_registry(server, service_home):
     assert sorted(openai_ids) == ["clip@1", "default@1"]
 
 
+def test_a_corrupt_registry_file_is_a_json_error_on_every_model_list(server, service_home):
+    """The registry's state is the server's fault, so a 500 but one that names the file, never a bare one."""
+    aliases = service_home / "models" / "default" / "aliases.json"
+    assert not aliases.exists()
+    aliases.write_text("{not json")
+    try:
+        for path, message in (("/models", lambda b: b["error"]), ("/v1/models", lambda b: b["error"]["message"])):
+            answer = server.get(path)
+            assert answer.status_code == 500 and answer.headers["content-type"] == "application/json", path
+            assert f"{aliases} is corrupt" in message(answer.json()), path
+    finally:
+        aliases.unlink()
+    assert server.get("/v1/models").status_code == 200
+
+
 def test_embed_matches_in_process_model_for_json_base64_and_multipart(server, reference_models):
     uris = [image_uri(seed) for seed in range(3)]
     expected = reference_models["default"].embed_images([decode(u) for u in uris])
@@ -93,6 +108,15 @@ def test_embed_text_and_openai_endpoint(server, reference_models):
     refused = server.post("/v1/embeddings", {"input": "a dog"})  # the default model has no text tower
     assert refused.status_code == 400 and "images only" in refused.json()["error"]["message"]
     assert server.post("/v1/embeddings", {"input": "x", "model": "clip", "dimensions": 8}).status_code == 400
+
+
+def test_openai_user_is_accepted_and_documented_as_ignored(server):
+    assert server.post("/v1/embeddings", {"input": "a dog", "model": "clip", "user": "u-1"}).status_code == 200
+    spec = server.get("/docs.json").json()
+    schema = spec["paths"]["/v1/embeddings"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    if "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    assert "ignored" in schema["properties"]["user"]["description"]
 
 
 def test_classify_matches_zero_shot_reference(server, reference_models):
@@ -205,6 +229,7 @@ def test_api_key_guards_writes_only(server):
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"X-API-Key": "wrong"}):
         refused = server.post("/index/add", body, headers=headers)
         assert refused.status_code == 401 and "API key" in refused.json()["error"]
+        assert refused.headers["WWW-Authenticate"] == "Bearer" and refused.json()["type"] == "unauthorized"
     for path, payload in (("/index/delete", {"index": "imgs", "ids": ["img2"]}), ("/index/drop", {"index": "imgs"})):
         assert server.post(path, payload).status_code == 401
     assert server.post("/index/add", body, headers={"X-API-Key": KEY}).status_code == 200

@@ -9,12 +9,11 @@ features of **both** bundled captioned sets, so zero-shot works for shape prompt
   :func:`~training.clip.captions.emoji_phrasings` (the concept bare and in the prompts' wording),
   skin-tone variants of one concept positives of each other (``positives="label"``).
 
-This is ``benchmarks/clip_quality.py``'s best emoji recipe (run ``locked+``, whose figures and what
-did and did not move them are in its docstring), fitted on the union of both sets. After the fit the
+This is ``benchmarks/clip_quality.py``'s best emoji recipe (run ``locked+``; its figures and what
+did and did not move them are in ``docs/clip-quality-notes.md``), fitted on the union of both sets. After the fit the
 entry is evaluated on held-out images of both sets (``shapes`` test, emoji ``heldout`` concepts never
 seen in training) and the zero-shot figures go into its config's ``metrics`` with dataset and split,
-so the model card shows them. Build time and figures measured on the shared 2-core machine are in
-``benchmarks/clip_quality.py``'s docstring (run ``default``).
+so the model card shows them; ``benchmarks/clip_quality.py --runs default`` measures them again.
 
 Run: ``python -m training.clip.default [--name default] [--force]``.
 """
@@ -30,7 +29,7 @@ import torch
 
 import zoo
 from training.clip.captions import build_caption_table, concat_tables, richer_captions
-from training.clip.fast import fit_projections, image_features, text_features
+from training.clip.locked_fit import fit_projections, image_features, text_features
 from training.clip.quality import zero_shot_metrics
 from training.methods.clip import Clip
 from zoo.clip import ClipModel

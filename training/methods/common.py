@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
 from training.methods.base import Method
+from training.parts.vit import as_vit
 from zoo.encoders import ImageEncoder
 
 # Parameters that are not weights of a linear map: decaying them only hurts (BYOL App. C, MAE App. A.1).
@@ -38,6 +40,15 @@ class SSLMethod(Method):
     def backbone(self) -> nn.Module:
         """The online timm backbone (the encoder's own module)."""
         return self.image_encoder.backbone
+
+    @property
+    def vit(self) -> VisionTransformer:
+        """The backbone as a timm ViT, for the methods that mask patch tokens; a clear error otherwise.
+
+        A property rather than an attribute: assigning the backbone to a second attribute would
+        register it twice, and every checkpoint would store its weights twice.
+        """
+        return as_vit(self.backbone, self.name)
 
     @property
     def feature_dim(self) -> int:
@@ -79,6 +90,20 @@ class SSLMethod(Method):
     def features(self, pixels: Tensor) -> Tensor:
         """Pooled backbone features (before the encoder's optional L2 normalisation)."""
         return self.backbone(pixels)
+
+
+def accept_keys_of_an_alias(module: nn.Module, alias: str) -> None:
+    """Let ``module`` load state dicts that also hold a submodule under ``alias``, whose keys are dropped.
+
+    MAE and I-JEPA once registered their backbone a second time as ``vit``; checkpoints written then
+    hold each backbone tensor under both names. The backbone's own keys still load, so such a run
+    resumes; only the copies are dropped.
+    """
+    def drop(_: nn.Module, state: dict[str, Any], prefix: str, *__: Any) -> None:
+        for key in [k for k in state if k.startswith(f"{prefix}{alias}.")]:
+            del state[key]
+
+    module.register_load_state_dict_pre_hook(drop)
 
 
 def scalar(value: float, like: Tensor) -> Tensor:

@@ -19,12 +19,12 @@ from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from training.methods import METHODS
-from training.methods.common import SSLMethod, embeddings_of, scalar
+from training.methods.common import SSLMethod, accept_keys_of_an_alias, embeddings_of, scalar
 from training.parts.losses import IJEPALoss
 from training.parts.masking import MultiBlockMaskGenerator
 from training.parts.momentum import deactivate_requires_grad, linear_schedule, update_momentum
 from training.parts.views import BatchViews, ijepa_views
-from training.parts.vit import as_vit, encode_tokens, gather_tokens, grid_size, patch_tokens, sincos_pos_embed
+from training.parts.vit import encode_tokens, gather_tokens, grid_size, patch_tokens, sincos_pos_embed
 from zoo.encoders import ImageEncoder
 
 
@@ -86,7 +86,6 @@ class IJEPA(SSLMethod):
     """
 
     min_batch_size = 1
-    uses_momentum = True
 
     def __init__(self, encoder: ImageEncoder, num_targets: int = 4, target_scale: tuple[float, float] = (0.15, 0.2),
                  target_aspect: tuple[float, float] = (0.75, 1.5), context_scale: tuple[float, float] = (0.85, 1.0),
@@ -94,7 +93,8 @@ class IJEPA(SSLMethod):
                  base_momentum: float = 0.996, loss: str = "smooth_l1",
                  views: dict[str, Any] | None = None) -> None:
         super().__init__(encoder, "ijepa")
-        self.vit = as_vit(encoder.backbone, "ijepa")
+        vit = self.vit  # a ConfigError here when the backbone is not a ViT
+        accept_keys_of_an_alias(self, "vit")
         if encoder.config.pooling == "cls":
             warnings.warn("I-JEPA never trains the class token towards a target; its embeddings will be poor. "
                           "Build the encoder with pooling='mean' (the paper average-pools patch tokens).",
@@ -102,12 +102,12 @@ class IJEPA(SSLMethod):
         if not 0.0 <= base_momentum <= 1.0:
             raise ValueError(f"base_momentum must be in [0, 1], got {base_momentum}")
         self.base_momentum = self.momentum = base_momentum
-        grid = grid_size(self.vit)
+        grid = grid_size(vit)
         self.masks = MultiBlockMaskGenerator(grid, num_targets, _pair(target_scale), _pair(target_aspect),
                                              _pair(context_scale))
-        self.predictor = IJEPAPredictor(self.vit.embed_dim, grid, predictor_dim, predictor_depth, predictor_heads,
+        self.predictor = IJEPAPredictor(vit.embed_dim, grid, predictor_dim, predictor_depth, predictor_heads,
                                         mlp_ratio)
-        self.target_encoder = deactivate_requires_grad(copy.deepcopy(self.vit))
+        self.target_encoder = deactivate_requires_grad(copy.deepcopy(vit))
         self.criterion = IJEPALoss(kind=loss)
         self.views = BatchViews(ijepa_views(self.image_size, **(views or {})), encoder.config.preprocess)
 

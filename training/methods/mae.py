@@ -16,12 +16,11 @@ from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from training.methods import METHODS
-from training.methods.common import SSLMethod, embeddings_of
+from training.methods.common import SSLMethod, accept_keys_of_an_alias, embeddings_of
 from training.parts.losses import MAELoss
 from training.parts.masking import RandomMask, random_token_mask
 from training.parts.views import BatchViews, mae_views
 from training.parts.vit import (
-    as_vit,
     encode_tokens,
     gather_tokens,
     grid_size,
@@ -89,20 +88,20 @@ class MAE(SSLMethod):
     """
 
     min_batch_size = 1
-    uses_momentum = False
 
     def __init__(self, encoder: ImageEncoder, mask_ratio: float = 0.75, norm_pix: bool = True,
                  decoder_dim: int = 128, decoder_depth: int = 4, decoder_heads: int = 4, mlp_ratio: float = 4.0,
                  views: dict[str, Any] | None = None) -> None:
         super().__init__(encoder, "mae")
-        self.vit = as_vit(encoder.backbone, "mae")
+        vit = self.vit  # a ConfigError here when the backbone is not a ViT
+        accept_keys_of_an_alias(self, "vit")
         if not 0.0 < mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
         self.mask_ratio = mask_ratio
-        self.patch = patch_size(self.vit)
-        self.grid = grid_size(self.vit)
+        self.patch = patch_size(vit)
+        self.grid = grid_size(vit)
         channels = encoder.config.preprocess.input_size[0]
-        self.decoder = MAEDecoder(self.vit.embed_dim, self.grid, self.patch * self.patch * channels, decoder_dim,
+        self.decoder = MAEDecoder(vit.embed_dim, self.grid, self.patch * self.patch * channels, decoder_dim,
                                   decoder_depth, decoder_heads, mlp_ratio)
         self.criterion = MAELoss(norm_pix=norm_pix)
         self.views = BatchViews(mae_views(self.image_size, **(views or {})), encoder.config.preprocess)

@@ -4,7 +4,7 @@ With both towers locked, what the projections can do for emoji is bounded by wha
 say about emoji renders. Training the trunk's last stages adapts them to the domain. The frozen early
 stages at full resolution are most of the trunk's cost, so their output is computed once per view
 (:func:`stage_inputs`) and only the tail runs in training. The fit starts from the linear heads of
-:func:`training.clip.fast.fit_projections` (LP-FT: fine-tuning from a fitted head moves the pretrained
+:func:`training.clip.locked_fit.fit_projections` (LP-FT: fine-tuning from a fitted head moves the pretrained
 features less than from a random one, which matters for concepts never seen in training).
 
 Batch norms stay frozen (their running statistics are ImageNet's; a few thousand renders would only
@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from training.clip.captions import CaptionTable
-from training.clip.fast import FitResult, stack_views, train_pairs, view_batches
+from training.clip.locked_fit import FitResult, stack_views, train_pairs, view_batches
 from training.methods.clip import image_trunk_and_head
 from training.parts.losses.clip import ClipLoss
 from zoo.clip import LOGIT_SCALE_MAX, ClipModel
@@ -81,7 +81,7 @@ def finetune_tail(model: ClipModel, table: CaptionTable, inputs: Tensor, text_fe
     """Train stages ``first_trained..`` + conv head, the image head, the text projection and ``logit_scale``.
 
     Args:
-        model: A pair whose heads were fitted (:func:`~training.clip.fast.fit_projections`); trained in place.
+        model: A pair whose heads were fitted (:func:`~training.clip.locked_fit.fit_projections`); trained in place.
         table: Captions of the images, in the order of ``inputs``' second axis.
         inputs: :func:`stage_inputs` of the same ``first_trained``.
         text_feats: ``[M, F]`` locked text-trunk features of every caption row.

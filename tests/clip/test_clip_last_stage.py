@@ -1,4 +1,4 @@
-"""Fine-tuning the image trunk's last stages on cached stage inputs (``training.clip.tail``)."""
+"""Fine-tuning the image trunk's last stages on cached stage inputs (``training.clip.last_stage``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from training.clip.captions import build_caption_table
-from training.clip.fast import fit_projections, image_features, text_features
-from training.clip.tail import finetune_tail, stage_inputs
+from training.clip.last_stage import finetune_tail, stage_inputs
+from training.clip.locked_fit import fit_projections, image_features, text_features
 from training.methods.clip import Clip
 from zoo.data import ImageDataset, load_dataset
 from zoo.errors import ConfigError
