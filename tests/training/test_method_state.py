@@ -17,7 +17,7 @@ from test_methods import CASES, VIT_ONLY, make_method
 from torch import Tensor, nn
 
 from training.checkpoint import load_checkpoint, save_checkpoint
-from training.registry import get_method
+from training.methods import METHODS
 from zoo.encoders import build_encoder
 
 BACKBONE = "image_encoder.backbone."
@@ -75,6 +75,6 @@ def test_the_clip_method_shares_no_storage_either() -> None:
 
     torch.manual_seed(0)
     dataset = load_dataset("shapes", "train", n=8, image_size=16)
-    method = get_method("clip")(encoder=build_encoder("resnet_narrow", img_size=16, embed_dim=16), dataset=dataset,
+    method = METHODS.get("clip")(encoder=build_encoder("resnet_narrow", img_size=16, embed_dim=16), dataset=dataset,
                                 context_length=12, text_args={"width": 32, "layers": 1, "heads": 2})
     assert shared_storage(method.state_dict()) == []
