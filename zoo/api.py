@@ -23,7 +23,6 @@ from zoo.errors import RefError, UnknownNameError
 from zoo.extras import needs_extra
 from zoo.refs import parse_ref
 from zoo.registry import Entry, Registry
-from zoo.resolve import locate_local
 
 Backend = Callable[..., Any]
 
@@ -32,7 +31,7 @@ def locate(ref: str | Path, registry: Registry | None = None) -> Entry:
     """The entry a reference names: a registry version, a folder, or a Hub repo pulled to the cache."""
     parsed = parse_ref(ref)
     if parsed.kind != "hub":
-        return locate_local(parsed, registry)
+        return (registry or Registry()).locate(parsed)
     try:
         from zoo.hub import pull
     except ImportError:

@@ -34,6 +34,7 @@ from zoo.card import render_card
 from zoo.config import EncoderConfig
 from zoo.errors import ConfigError, RefError
 from zoo.manifest import MANIFEST, build_manifest, read_manifest, verify_manifest
+from zoo.pickles import is_pickle, pickle_refusal
 from zoo.refs import ALIAS_RE, NAME_RE, Ref, parse_ref
 
 log = logging.getLogger(__name__)
@@ -190,6 +191,36 @@ class Registry:
                 raise RefError(f"{parsed.target!r} has no alias {selector!r}; aliases: {sorted(aliases)} and 'latest'")
             version = aliases[selector]
         return self._entry(parsed.target, model_dir, version, builtin)
+
+    def locate(self, ref: str | Path | Ref) -> Entry:
+        """The entry a local reference names: a version in this registry, or a folder path.
+
+        The Hub form needs a pull first, which is :mod:`zoo.hub`'s job above this module (:func:`zoo.locate`
+        does both). A pickle file, or a folder holding only pickle weights, is refused with the way to
+        convert it.
+
+        Raises:
+            RefError: for a Hub reference, a missing folder, a file, or a folder that is not an entry.
+            UnsafeWeightsError: for pickle weights.
+        """
+        parsed = ref if isinstance(ref, Ref) else parse_ref(ref)
+        if parsed.kind == "name":
+            return self.resolve(parsed)
+        if parsed.kind == "hub":
+            raise RefError(f"{parsed} is a Hub repository: pull it first (zoo.hub.pull), or load it with zoo.locate")
+        path = Path(parsed.target).expanduser()
+        if is_pickle(path):
+            raise pickle_refusal(path)
+        if not path.exists():
+            raise RefError(f"no such folder: {path}")
+        if path.is_file():
+            raise RefError(f"{path} is a file; give the entry's folder (with config.json and model.safetensors)")
+        if not (path / "model.safetensors").is_file():
+            pickles = sorted(p for p in path.iterdir() if is_pickle(p))
+            if pickles:
+                raise pickle_refusal(pickles[0])
+            raise RefError(f"{path} has no model.safetensors: not a model folder")
+        return Entry(path.name, None, path.resolve())
 
     def names(self) -> list[str]:
         """Every model name, user and built-in."""

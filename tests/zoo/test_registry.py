@@ -182,3 +182,13 @@ def test_own_model_keeps_getting_versions_after_a_release_ships_its_name(encoder
     builtin.save_files("other", {"config.json": (mine.path / "config.json").read_bytes(), "model.safetensors": b"x"})
     with pytest.raises(RefError, match="'other' is a built-in model"):  # a name only a built-in holds stays closed
         zoo.save(encoder, "other", registry=upgraded)
+
+
+def test_the_registry_locates_names_and_folders_but_not_hub_repos(encoder):
+    entry = zoo.save(encoder, "nano")
+    registry = zoo.Registry()
+    assert registry.locate("nano").ref == "nano@1" and registry.locate("nano").path == entry.path
+    by_folder = registry.locate(entry.path)
+    assert by_folder.path == entry.path and by_folder.version is None
+    with pytest.raises(RefError, match="pull it first"):
+        registry.locate("hf-hub:acme/repo")

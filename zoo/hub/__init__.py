@@ -8,8 +8,7 @@
 - :mod:`zoo.hub.catalogue` — recommended real checkpoints, as data.
 
 The package stands on the registry and encoders and under the :mod:`zoo.api` façade: it resolves
-references with :mod:`zoo.resolve` and saves through :class:`zoo.registry.Registry`, never through
-``zoo`` itself.
+references and saves entries through :class:`zoo.registry.Registry`, never through ``zoo`` itself.
 """
 
 from __future__ import annotations

@@ -60,7 +60,6 @@ from zoo.hub.catalogue import CatalogueEntry, by_repo, find
 from zoo.manifest import MANIFEST, sha256_file
 from zoo.refs import HUB_PREFIX, parse_ref
 from zoo.registry import Entry, Registry
-from zoo.resolve import locate_local
 
 log = logging.getLogger(__name__)
 ENDPOINT_ENV = "SSLZOO_HF_ENDPOINT"
@@ -359,7 +358,7 @@ def push(ref: str | Path, repo_id: str, *, revision: str | None = None, private:
     repo_id, inline = parse_target(repo_id, revision)
     branch = inline or hf_constants.DEFAULT_REVISION
     parsed = parse_ref(ref)
-    entry = pull(str(parsed), registry=registry) if parsed.kind == "hub" else locate_local(parsed, registry)
+    entry = pull(str(parsed), registry=registry) if parsed.kind == "hub" else (registry or Registry()).locate(parsed)
     manifest = entry.verify()
     names = sorted([*manifest["files"], MANIFEST])
     api = HfApi(endpoint=resolve_endpoint(endpoint), token=token, library_name="sslzoo")
