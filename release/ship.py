@@ -6,7 +6,7 @@ stays under 40 MB) and every byte must still be verified. Shipping therefore:
 * stores large float tensors as fp16 when the probe parity holds (``config.extra["storage"]``; the
   torch backend casts them back to fp32), else keeps fp32;
 * references tensors that a dependency package already ships byte for byte (the locked MiniLM text
-  tower) instead of copying them (``config.extra["external_weights"]``, see :mod:`zoo.external`); a
+  tower) instead of copying them (``config.extra["external_weights"]``, see :mod:`zoo.package_weights`); a
   package that ships a pickle (EfficientNet-Lite0) never matches, so such a tower is copied;
 * keeps ONNX graphs only when they fit the budget; a CLIP keeps its image graph only together with its
   text graph, because the service's ONNX backend needs both and would otherwise fail over to torch;
@@ -50,7 +50,7 @@ from zoo.config import EncoderConfig
 from zoo.errors import ConfigError, RefError, SslzooError
 from zoo.manifest import MANIFEST, build_manifest
 from zoo.refs import NAME_RE
-from zoo.registry import CARD, CONFIG, Entry, Registry, builtin_root
+from zoo.registry import CARD, CONFIG, Entry, Registry, builtin_root, config_bytes
 
 MB = 1_000_000
 MIN_FP16_NUMEL = 1024  # smaller tensors (biases, norms, the CLIP temperature) stay fp32: they cost nothing
@@ -111,7 +111,7 @@ def _weight_files(model: Any, dtype: str) -> tuple[dict[str, bytes], list[dict[s
     """Weight files with package tensors referenced and the rest compacted; refs; tensors cast."""
     from safetensors.torch import save
 
-    from zoo.external import split_references
+    from zoo.package_weights import split_references
 
     files: dict[str, bytes] = {}
     refs: list[dict[str, Any]] = []
@@ -333,7 +333,7 @@ def _build(tmp: Path, source: Entry, config: EncoderConfig, model: Any, probe: d
             extra["external_weights"] = refs
         extra["shipped"] = {"probe": probe, "onnx_files": kept}
         provisional = config.replace(extra=extra)
-        _write(tmp, {**weights, **carried, CONFIG: _config_bytes(provisional)})
+        _write(tmp, {**weights, **carried, CONFIG: config_bytes(provisional)})
         for file in kept:
             shutil.copyfile(source.path / file, tmp / file)
         parity = measure(tmp, provisional, golden, kept)
@@ -347,13 +347,9 @@ def _build(tmp: Path, source: Entry, config: EncoderConfig, model: Any, probe: d
                              "onnx_shipped": "model.onnx" in kept},
               "params": _params(model), "provenance": provenance}
     final = provisional.replace(extra={**extra, "shipped": record})
-    (tmp / CONFIG).write_bytes(_config_bytes(final))
+    (tmp / CONFIG).write_bytes(config_bytes(final))
     (tmp / CARD).write_text(render_card(name, final, _figures(source, carried) or None))
     sizes = {p.relative_to(tmp).as_posix(): p.stat().st_size for p in tmp.rglob("*") if p.is_file()}
     (tmp / MANIFEST).write_text(json.dumps(build_manifest(tmp), indent=2))
     sizes[MANIFEST] = (tmp / MANIFEST).stat().st_size
     return ShipResult(source, sizes, dropped, 0, budget, record)
-
-
-def _config_bytes(config: EncoderConfig) -> bytes:
-    return json.dumps(config.to_dict(), indent=2, sort_keys=True).encode()

@@ -1,4 +1,8 @@
-"""The user-facing functions: ``save``, ``load``, ``list``, ``info``, ``delete``, ``alias``.
+"""The user-facing functions: ``save``, ``load``, ``locate``, ``list``, ``info``, ``delete``, ``alias``.
+
+A façade: it joins the modules below it (references and the registry, the Hub, the backends) into the
+calls users make, and nothing inside ``zoo`` imports it back (``pyproject.toml``'s import-linter layers
+contract holds the package to that), so no module can need the façade in order to be imported.
 
 Backends (``torch`` here, ``onnx`` from the export package) are found through the ``sslzoo.backends``
 entry-point group, so ``zoo`` imports none of the packages built on it. Where the packages are present as
@@ -9,56 +13,31 @@ entry point announces ``onnx``; :data:`SOURCE_BACKENDS` names the same target fo
 from __future__ import annotations
 
 import importlib.util
-import json
 from collections.abc import Callable, Mapping
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
-from zoo.card import render_card
 from zoo.config import EncoderConfig
-from zoo.errors import RefError, UnknownNameError, UnsafeWeightsError
+from zoo.errors import RefError, UnknownNameError
 from zoo.extras import needs_extra
 from zoo.refs import parse_ref
-from zoo.registry import CARD, CONFIG, Entry, Registry
+from zoo.registry import Entry, Registry
 
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 Backend = Callable[..., Any]
-
-
-def _pickle_refusal(path: Path) -> UnsafeWeightsError:
-    return UnsafeWeightsError(
-        f"{path} is a pickle-format checkpoint; sslzoo loads safetensors only, because unpickling runs "
-        "arbitrary code. Convert it once where you trust it: "
-        "safetensors.torch.save_file(torch.load(path, weights_only=True), 'model.safetensors')"
-    )
 
 
 def locate(ref: str | Path, registry: Registry | None = None) -> Entry:
     """The entry a reference names: a registry version, a folder, or a Hub repo pulled to the cache."""
     parsed = parse_ref(ref)
-    if parsed.kind == "name":
-        return (registry or Registry()).resolve(parsed)
-    if parsed.kind == "hub":
-        try:
-            from zoo import hub
-        except ImportError:
-            raise RefError(f"{parsed}: Hub support is not available in this installation") from None
-        with needs_extra(f"pulling {parsed}"):  # timm and open_clip checkpoints are converted with torch
-            return hub.pull(str(parsed), registry=registry)  # type: ignore[attr-defined,no-any-return]
-    path = Path(parsed.target).expanduser()
-    if path.suffix in PICKLE_SUFFIXES:
-        raise _pickle_refusal(path)
-    if not path.exists():
-        raise RefError(f"no such folder: {path}")
-    if path.is_file():
-        raise RefError(f"{path} is a file; give the entry's folder (with config.json and model.safetensors)")
-    if not (path / "model.safetensors").is_file():
-        pickles = [p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES]
-        if pickles:
-            raise _pickle_refusal(pickles[0])
-        raise RefError(f"{path} has no model.safetensors: not a model folder")
-    return Entry(path.name, None, path.resolve())
+    if parsed.kind != "hub":
+        return (registry or Registry()).locate(parsed)
+    try:
+        from zoo.hub import pull
+    except ImportError:
+        raise RefError(f"{parsed}: Hub support is not available in this installation") from None
+    with needs_extra(f"pulling {parsed}"):  # timm and open_clip checkpoints are converted with torch
+        return pull(str(parsed), registry=registry)
 
 
 BACKEND_GROUP = "sslzoo.backends"
@@ -131,11 +110,8 @@ def save(model: Any, name: str, *, aliases: tuple[str, ...] = (), extra_files: M
 def save_files(name: str, config: EncoderConfig, files: Mapping[str, bytes], *,
                figures: Mapping[str, str] | None = None, aliases: tuple[str, ...] = (),
                registry: Registry | None = None) -> Entry:
-    """Save prepared files with a config and a rendered model card (used by export and hub too)."""
-    all_files = dict(files)
-    all_files[CONFIG] = json.dumps(config.to_dict(), indent=2, sort_keys=True).encode()
-    all_files[CARD] = render_card(name, config, figures).encode()
-    return (registry or Registry()).save_files(name, all_files, aliases)
+    """Save prepared files with a config and a rendered model card (:meth:`Registry.save_entry`)."""
+    return (registry or Registry()).save_entry(name, config, files, figures=figures, aliases=aliases)
 
 
 def list_models(registry: Registry | None = None) -> list[Entry]:

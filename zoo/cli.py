@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 
 import zoo
-from zoo import hub_formats
 from zoo.errors import SslzooError
 from zoo.extras import needs_extra
+from zoo.hub import formats as hub_formats
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -83,7 +83,8 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
 
 def _cmd_pull(args: argparse.Namespace) -> int:
-    from zoo import catalogue, hub
+    from zoo import hub
+    from zoo.hub import catalogue
 
     if args.catalogue:
         print(f"{'name':24} {'licence':14} {'format':12} repo")

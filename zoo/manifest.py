@@ -3,7 +3,7 @@
 The embedding-space id comes from the weights' hashes, so two entries share a space exactly when
 their weights are byte-identical: vectors from different weights can never be mixed by accident.
 Weights an entry references in a package instead of carrying (``config.extra["external_weights"]``,
-see :mod:`zoo.external`) count by their recorded sha256, so the id still covers every tensor.
+see :mod:`zoo.package_weights`) count by their recorded sha256, so the id still covers every tensor.
 """
 
 from __future__ import annotations

@@ -9,7 +9,12 @@ Layout::
 A save writes a hidden temporary folder, fsyncs it, and renames it to the next version number: a
 process killed mid-save leaves only a hidden folder, never a half-written version. ``latest`` is not
 stored; it is the highest version. Shipped models sit in a read-only built-in root with the same
-layout; their names cannot be reused.
+layout.
+
+A name in both roots is the user's: a model the user saved before a release shipped a built-in of the
+same name keeps loading *and* keeps getting new versions, because breaking someone's own work on an
+upgrade is worse than hiding a built-in they never used (it stays loadable by folder path). A name
+that only a built-in holds cannot be saved to: the new model would silently shadow the shipped one.
 """
 
 from __future__ import annotations
@@ -25,9 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zoo.card import render_card
 from zoo.config import EncoderConfig
 from zoo.errors import ConfigError, RefError
 from zoo.manifest import MANIFEST, build_manifest, read_manifest, verify_manifest
+from zoo.pickles import is_pickle, pickle_refusal
 from zoo.refs import ALIAS_RE, NAME_RE, Ref, parse_ref
 
 log = logging.getLogger(__name__)
@@ -95,6 +102,11 @@ def read_config(folder: Path) -> EncoderConfig:
     except ValueError as exc:
         raise ConfigError(f"{path} is not valid JSON: {exc}") from exc
     return EncoderConfig.from_dict(raw)
+
+
+def config_bytes(config: EncoderConfig) -> bytes:
+    """``config.json``'s contents for a config: the one serialiser, so equal configs are equal bytes."""
+    return json.dumps(config.to_dict(), indent=2, sort_keys=True).encode()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -180,6 +192,36 @@ class Registry:
             version = aliases[selector]
         return self._entry(parsed.target, model_dir, version, builtin)
 
+    def locate(self, ref: str | Path | Ref) -> Entry:
+        """The entry a local reference names: a version in this registry, or a folder path.
+
+        The Hub form needs a pull first, which is :mod:`zoo.hub`'s job above this module (:func:`zoo.locate`
+        does both). A pickle file, or a folder holding only pickle weights, is refused with the way to
+        convert it.
+
+        Raises:
+            RefError: for a Hub reference, a missing folder, a file, or a folder that is not an entry.
+            UnsafeWeightsError: for pickle weights.
+        """
+        parsed = ref if isinstance(ref, Ref) else parse_ref(ref)
+        if parsed.kind == "name":
+            return self.resolve(parsed)
+        if parsed.kind == "hub":
+            raise RefError(f"{parsed} is a Hub repository: pull it first (zoo.hub.pull), or load it with zoo.locate")
+        path = Path(parsed.target).expanduser()
+        if is_pickle(path):
+            raise pickle_refusal(path)
+        if not path.exists():
+            raise RefError(f"no such folder: {path}")
+        if path.is_file():
+            raise RefError(f"{path} is a file; give the entry's folder (with config.json and model.safetensors)")
+        if not (path / "model.safetensors").is_file():
+            pickles = sorted(p for p in path.iterdir() if is_pickle(p))
+            if pickles:
+                raise pickle_refusal(pickles[0])
+            raise RefError(f"{path} has no model.safetensors: not a model folder")
+        return Entry(path.name, None, path.resolve())
+
     def names(self) -> list[str]:
         """Every model name, user and built-in."""
         names: set[str] = set()
@@ -199,12 +241,13 @@ class Registry:
 
     # -- writing -----------------------------------------------------------------------------------
     def _writable_model_dir(self, name: str) -> Path:
+        """The user's folder for ``name``; a name only a built-in holds is refused (see the module docstring)."""
         if not NAME_RE.match(name):
             raise RefError(f"{name!r} is not a valid model name (letters, digits, '.', '_', '-')")
-        for root in self.readonly_roots:
-            if (root / "models" / name).is_dir():
-                raise RefError(f"{name!r} is a built-in model; save under another name")
         model_dir = self.home / "models" / name
+        owned = model_dir.is_dir() and bool(self._versions(model_dir))
+        if not owned and any((root / "models" / name).is_dir() for root in self.readonly_roots):
+            raise RefError(f"{name!r} is a built-in model; save under another name")
         model_dir.mkdir(parents=True, exist_ok=True)
         return model_dir
 
@@ -241,6 +284,20 @@ class Registry:
             self._set_alias(model_dir, alias, version)
         log.info("saved %s@%d to %s", name, version, model_dir / str(version))
         return self._entry(name, model_dir, version, False)
+
+    def save_entry(self, name: str, config: EncoderConfig, files: Mapping[str, bytes], *,
+                   figures: Mapping[str, str] | None = None, aliases: tuple[str, ...] = ()) -> Entry:
+        """Save weight (and other) files with ``config.json`` and a model card rendered from the config.
+
+        Args:
+            name: The registry name; saving it again makes the next version.
+            config: Written as ``config.json`` and rendered into ``README.md``.
+            files: Weights and any other files (plots, tokenizer, ONNX graphs); covered by the manifest.
+            figures: Captions → file names among ``files``, shown in the model card.
+            aliases: Aliases to point at the new version.
+        """
+        all_files = {**files, CONFIG: config_bytes(config), CARD: render_card(name, config, figures).encode()}
+        return self.save_files(name, all_files, aliases)
 
     @staticmethod
     def _publish(tmp: Path, model_dir: Path) -> int:

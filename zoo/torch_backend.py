@@ -3,7 +3,7 @@
 Kept apart from :mod:`zoo.registry` so that reading the registry and the onnxruntime backend never
 import torch. Shipped entries may store weights in a compact form (``config.extra["storage"]``: fp16
 tensors, cast back to fp32 here) and reference package weights instead of copying them
-(``config.extra["external_weights"]``, filled in by :mod:`zoo.external`); either way the model is
+(``config.extra["external_weights"]``, filled in by :mod:`zoo.package_weights`); either way the model is
 rebuilt in fp32 and loaded strictly. What it returns meets :mod:`zoo.backend`'s contract.
 """
 
@@ -23,7 +23,7 @@ from zoo.clip import ClipModel
 from zoo.config import EncoderConfig
 from zoo.encoders import ImageEncoder
 from zoo.errors import BackendOptionError, ConfigError
-from zoo.external import EXTRA_KEY, fill, refs_of
+from zoo.package_weights import EXTRA_KEY, fill, refs_of
 from zoo.tokenizer import load_tokenizer
 
 STORAGE_KEY = "storage"

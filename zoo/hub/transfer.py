@@ -1,4 +1,4 @@
-"""Hugging Face Hub: push registry entries to model repos, pull repos back as registry entries.
+"""Push registry entries to Hugging Face Hub model repos, and pull repos back as registry entries.
 
 Everything goes through ``huggingface_hub``, so its cache (``HF_HOME``/``HF_HUB_CACHE``), offline mode
 (``HF_HUB_OFFLINE=1``), tokens (``token=``, ``HF_TOKEN``, ``hf auth login``) and mirrors behave as users
@@ -8,7 +8,7 @@ reads ``HF_ENDPOINT`` once, at import).
 A pull:
 
 1. resolves the revision to a commit sha and lists the repo's files (from the cache when offline);
-2. picks the repo's format from the files it declares (:mod:`zoo.hub_formats`: an sslzoo entry, a timm
+2. picks the repo's format from the files it declares (:mod:`zoo.hub.formats`: an sslzoo entry, a timm
    or an open_clip repo) and downloads only the files that format needs — safetensors, JSON, ONNX,
    Markdown, inert images and ``.npz`` arrays (read back without unpickling before anything is
    registered); a repo that offers only pickle weights is refused before anything big is downloaded;
@@ -54,10 +54,11 @@ from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.utils import sha as hf_sha
 
-from zoo.catalogue import CatalogueEntry, by_repo, find
 from zoo.errors import ConfigError, ManifestError, RefError, SslzooError
+from zoo.hub import formats as hub_formats
+from zoo.hub.catalogue import CatalogueEntry, by_repo, find
 from zoo.manifest import MANIFEST, sha256_file
-from zoo.refs import HUB_PREFIX
+from zoo.refs import HUB_PREFIX, parse_ref
 from zoo.registry import Entry, Registry
 
 log = logging.getLogger(__name__)
@@ -271,7 +272,7 @@ def pull(ref_or_repo: str, *, revision: str | None = None, endpoint: str | None 
 
     Args:
         ref_or_repo: ``org/repo``, ``org/repo@revision``, ``hf-hub:org/repo[@revision]``, or the name of a
-            :mod:`zoo.catalogue` checkpoint.
+            :mod:`zoo.hub.catalogue` checkpoint.
         revision: A branch, tag or commit sha (``main`` by default); pin a commit for reproducibility.
         endpoint: The Hub's URL; ``$SSLZOO_HF_ENDPOINT`` or huggingface_hub's default when None.
         registry: Where to register; the one under ``$SSLZOO_HOME`` by default.
@@ -282,8 +283,6 @@ def pull(ref_or_repo: str, *, revision: str | None = None, endpoint: str | None 
     Returns:
         The registered entry; its config records ``extra["hub"] = {repo_id, revision, commit, format}``.
     """
-    from zoo import hub_formats
-
     repo_id, revision, known = _target(ref_or_repo, revision)
     if known is not None and format is None and known.format not in hub_formats.formats():
         raise ConfigError(f"{known.name} ({known.repo_id}) is a {known.format} checkpoint, which sslzoo cannot load "
@@ -345,7 +344,8 @@ def push(ref: str | Path, repo_id: str, *, revision: str | None = None, private:
     not have are deleted in the same commit, so the repo always holds one consistent entry.
 
     Args:
-        ref: A registry reference (``name``, ``name@3``, ``name@alias``) or an entry folder.
+        ref: A registry reference (``name``, ``name@3``, ``name@alias``), an entry folder, or a Hub reference
+            (pulled first).
         repo_id: ``org/repo``; created if it does not exist.
         revision: The branch to commit to (``main`` by default); created from ``main`` if missing.
         private: Create the repo private (ignored when it exists).
@@ -355,11 +355,10 @@ def push(ref: str | Path, repo_id: str, *, revision: str | None = None, private:
         commit_message: Defaults to ``Upload <entry ref> with sslzoo``.
         registry: Defaults to the one under ``$SSLZOO_HOME``.
     """
-    from zoo.api import locate
-
     repo_id, inline = parse_target(repo_id, revision)
     branch = inline or hf_constants.DEFAULT_REVISION
-    entry = locate(ref, registry)
+    parsed = parse_ref(ref)
+    entry = pull(str(parsed), registry=registry) if parsed.kind == "hub" else (registry or Registry()).locate(parsed)
     manifest = entry.verify()
     names = sorted([*manifest["files"], MANIFEST])
     api = HfApi(endpoint=resolve_endpoint(endpoint), token=token, library_name="sslzoo")

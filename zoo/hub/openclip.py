@@ -27,11 +27,11 @@ from safetensors.torch import load_file
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from torch import Tensor, nn
 
-from zoo.api import PICKLE_SUFFIXES
 from zoo.clip import ClipModel
 from zoo.config import EncoderConfig, PreprocessConfig, TextConfig
 from zoo.encoders import ImageEncoder, create_timm, load_strict
 from zoo.errors import ConfigError, UnknownNameError, UnsafeWeightsError
+from zoo.pickles import is_pickle
 from zoo.text import TextEncoder
 
 SOT, EOT = "<start_of_text>", "<end_of_text>"
@@ -188,7 +188,7 @@ def from_open_clip(name: str, pretrained: str | Path | None = None, *, license: 
         raise UnknownNameError(f"unknown open_clip model {name!r}; e.g. {open_clip.list_models()[:8]}")
     path = Path(pretrained) if pretrained is not None and Path(str(pretrained)).suffix else None
     if path is not None and path.suffix != ".safetensors":
-        kind = "a pickle" if path.suffix in PICKLE_SUFFIXES else "not a .safetensors file"
+        kind = "a pickle" if is_pickle(path) else "not a .safetensors file"
         raise UnsafeWeightsError(f"{path} is {kind}; sslzoo loads open_clip weights from safetensors only "
                                  "(open_clip_model.safetensors on the Hub)")
     tag = None if path is not None else pretrained

@@ -25,15 +25,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from zoo.catalogue import CatalogueEntry
 from zoo.config import EncoderConfig, PreprocessConfig
 from zoo.errors import ConfigError, ManifestError, UnknownNameError, UnsafeWeightsError
+from zoo.hub.catalogue import CatalogueEntry
 from zoo.manifest import MANIFEST, verify_manifest
-from zoo.registry import CARD, CONFIG, Entry, Registry, read_config
+from zoo.pickles import CONVERT_HINT, is_pickle
+from zoo.registry import CARD, CONFIG, Entry, Registry, config_bytes, read_config
 
 log = logging.getLogger(__name__)
 JsonReader = Callable[[str], Any]
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".tar")
 #: NumPy arrays (a shipped entry's ``golden.npz``): safe only as long as nothing unpickles them, see check_arrays.
 ARRAY_SUFFIXES = (".npz",)
 #: File types a pull may download: weights as safetensors, ONNX graphs, plain arrays, inert text or images.
@@ -88,8 +88,7 @@ def pickles_refusal(repo_id: str, pickles: list[str], wanted: str) -> UnsafeWeig
     return UnsafeWeightsError(
         f"{repo_id} offers its weights only as pickle ({', '.join(sorted(pickles))}), not {wanted}. sslzoo "
         "downloads and loads safetensors only, because unpickling runs arbitrary code. Convert it once where you "
-        "trust it (safetensors.torch.save_file(torch.load(path, weights_only=True), 'model.safetensors')) and push "
-        "that, or ask the repo's maintainers for safetensors weights."
+        f"trust it ({CONVERT_HINT}) and push that, or ask the repo's maintainers for safetensors weights."
     )
 
 
@@ -103,7 +102,7 @@ def choose(files: set[str], read_json: JsonReader, requested: str | None, repo_i
         planned = fmt.plan(repo_id, files, read_json)
         if planned is not None:
             return fmt, planned + ([CARD] if CARD in files and CARD not in planned else [])
-    pickles = [f for f in files if f.endswith(PICKLE_SUFFIXES)]
+    pickles = [f for f in files if is_pickle(f)]
     if pickles and not any(f.endswith(".safetensors") for f in files):
         raise pickles_refusal(repo_id, pickles, "safetensors")
     if requested is not None:
@@ -187,7 +186,7 @@ class SslzooFormat:
         listed = sorted(manifest.get("files", {})) if isinstance(manifest, dict) else []
         if not listed:
             raise ManifestError(f"{repo_id}: {MANIFEST} lists no files")
-        unsafe = [n for n in listed if n.endswith(PICKLE_SUFFIXES)]
+        unsafe = [n for n in listed if is_pickle(n)]
         if unsafe:
             raise UnsafeWeightsError(f"{repo_id}: its manifest lists pickle files {unsafe}; sslzoo never downloads "
                                      "pickles")
@@ -204,7 +203,7 @@ class SslzooFormat:
         check_arrays(context.folder, manifest["files"], context.repo_id)
         config = with_hub(read_config(context.folder), context)
         files = {n: (context.folder / n).read_bytes() for n in manifest["files"] if n != CONFIG}
-        files[CONFIG] = json.dumps(config.to_dict(), indent=2, sort_keys=True).encode()
+        files[CONFIG] = config_bytes(config)
         entry = registry.save_files(name, files)
         if entry.embedding_space != manifest["embedding_space"]:
             raise ManifestError(f"{entry.ref}: embedding space {entry.embedding_space} differs from the pushed "
@@ -227,20 +226,19 @@ class OpenClipFormat:
         if OPEN_CLIP_CONFIG not in files:
             return None
         if OPEN_CLIP_WEIGHTS not in files:
-            pickles = [f for f in files if f.startswith("open_clip_") and f.endswith(PICKLE_SUFFIXES)]
+            pickles = [f for f in files if f.startswith("open_clip_") and is_pickle(f)]
             if pickles:
                 raise pickles_refusal(repo_id, pickles, OPEN_CLIP_WEIGHTS)
             return None
         return [OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS]
 
     def register(self, context: Context, name: str, registry: Registry) -> Entry:
-        from zoo.api import save_files
         from zoo.torch_backend import model_files
 
         try:
-            from zoo import openclip
+            from zoo.hub import openclip
         except ImportError as exc:
-            raise ConfigError(f"{context.repo_id}: open_clip repos are converted by zoo.openclip, which this "
+            raise ConfigError(f"{context.repo_id}: open_clip repos are converted by zoo.hub.openclip, which this "
                               "installation does not have") from exc
         raw = json.loads((context.folder / OPEN_CLIP_CONFIG).read_text())
         model_cfg = raw.get("model_cfg") if isinstance(raw, dict) else None
@@ -255,7 +253,7 @@ class OpenClipFormat:
         clip = openclip.convert_open_clip(model, context.repo_id, model_cfg, source=context.source,
                                           license=facts["license"])
         config = with_hub(clip.config.replace(data=facts["data"]), context)
-        return save_files(name, config, model_files(clip), registry=registry)
+        return registry.save_entry(name, config, model_files(clip))
 
 
 def open_clip_model(openclip: Any, folder: Path) -> Any:
@@ -299,7 +297,7 @@ class TimmFormat:
         if CONFIG not in files or not is_timm_config(read_json(CONFIG)):
             return None
         if TIMM_WEIGHTS not in files:
-            pickles = [f for f in files if f.endswith(PICKLE_SUFFIXES)]
+            pickles = [f for f in files if is_pickle(f)]
             if pickles:
                 raise pickles_refusal(repo_id, pickles, TIMM_WEIGHTS)
             raise ConfigError(f"{repo_id} is a timm repo without {TIMM_WEIGHTS}")
@@ -308,7 +306,6 @@ class TimmFormat:
     def register(self, context: Context, name: str, registry: Registry) -> Entry:
         from safetensors.torch import load_file
 
-        from zoo.api import save_files
         from zoo.encoders import ImageEncoder
 
         raw = json.loads((context.folder / CONFIG).read_text())
@@ -316,7 +313,7 @@ class TimmFormat:
         encoder = ImageEncoder(config, backbone)
         encoder.load_tensor_files({TIMM_WEIGHTS: load_file(str(context.folder / TIMM_WEIGHTS))})
         files = {TIMM_WEIGHTS: (context.folder / TIMM_WEIGHTS).read_bytes()}
-        return save_files(name, config, files, registry=registry)
+        return registry.save_entry(name, config, files)
 
 
 def timm_preprocess(pretrained_cfg: dict[str, Any]) -> PreprocessConfig:
