@@ -26,9 +26,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from zoo.config import EncoderConfig, PreprocessConfig
-from zoo.errors import ConfigError, ManifestError, UnknownNameError, UnsafeWeightsError
+from zoo.errors import ConfigError, ManifestError, UnsafeWeightsError
 from zoo.hub.catalogue import CatalogueEntry
 from zoo.manifest import MANIFEST, verify_manifest
+from zoo.naming import NameRegistry
 from zoo.pickles import CONVERT_HINT, is_pickle
 from zoo.registry import CARD, CONFIG, Entry, Registry, config_bytes, read_config
 
@@ -69,18 +70,18 @@ class HubFormat(Protocol):
         """Check the downloaded files and save them as a registry entry."""
 
 
-_FORMATS: dict[str, HubFormat] = {}
+FORMATS: NameRegistry[HubFormat] = NameRegistry("Hub format")
 
 
 def register_format(cls: type[Any]) -> type[Any]:
     """Register a format class under its ``name``; earlier registrations are preferred."""
-    _FORMATS[cls.name] = cls()
+    FORMATS.add(cls.name, cls(), origin=cls)
     return cls
 
 
 def formats() -> list[str]:
     """Known format names in order of preference."""
-    return list(_FORMATS)
+    return [name for name, _ in FORMATS.in_registration_order()]
 
 
 def pickles_refusal(repo_id: str, pickles: list[str], wanted: str) -> UnsafeWeightsError:
@@ -94,9 +95,9 @@ def pickles_refusal(repo_id: str, pickles: list[str], wanted: str) -> UnsafeWeig
 
 def choose(files: set[str], read_json: JsonReader, requested: str | None, repo_id: str) -> tuple[HubFormat, list[str]]:
     """The format a repo is in and the files to download for it; clear errors for everything else."""
-    if requested is not None and requested not in _FORMATS:
-        raise UnknownNameError(f"unknown Hub format {requested!r}; known: {formats()}")
-    for name, fmt in _FORMATS.items():
+    if requested is not None:
+        FORMATS.get(requested)  # an unknown name is an error listing the known ones
+    for name, fmt in FORMATS.in_registration_order():
         if requested not in (None, name):
             continue
         planned = fmt.plan(repo_id, files, read_json)
