@@ -62,6 +62,18 @@ class TextConfig:
 
 
 @dataclass(frozen=True)
+class ConceptHeadConfig:
+    """The shape of a :class:`ConceptHead`: how many classes its classifier has, how many it mixes."""
+
+    classes: int
+    top_k: int = 10
+
+    def __post_init__(self) -> None:
+        if self.classes < 1 or not 1 <= self.top_k <= self.classes:
+            raise ConfigError(f"a concept head needs classes >= 1 and 1 <= top_k <= classes, got {self}")
+
+
+@dataclass(frozen=True)
 class EncoderConfig:
     """Everything needed to rebuild an encoder and to use its vectors correctly.
 
@@ -76,6 +88,8 @@ class EncoderConfig:
     # A CNN read out after its first ``stages`` stages (1 = the stem and layer1, ...; timm's feature_info
     # numbering), the later ones dropped; the whole network when None.
     stages: int | None = None
+    # A CLIP image head that also mixes its classifier's class-name embeddings (zoo.concepts); None: linear.
+    concepts: ConceptHeadConfig | None = None
     normalize: bool = True
     metric: str = "cosine"
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
@@ -113,6 +127,8 @@ class EncoderConfig:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; tuples become lists."""
         out = dataclasses.asdict(self)
+        if out["concepts"] is None:  # absent rather than null: configs written before the field keep their bytes
+            del out["concepts"]
         out["config_version"] = CONFIG_VERSION
         return out
 
@@ -138,6 +154,8 @@ class EncoderConfig:
             )
             if data.get("text") is not None:
                 data["text"] = TextConfig(**data["text"])
+            if data.get("concepts") is not None:
+                data["concepts"] = ConceptHeadConfig(**data["concepts"])
             return cls(**data)
         except TypeError as exc:
             raise ConfigError(f"config.json does not describe an encoder: {exc}") from exc

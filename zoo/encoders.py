@@ -19,6 +19,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from zoo.architectures import PRESETS, get_preset
+from zoo.concepts import install_concept_head
 from zoo.config import EncoderConfig, PreprocessConfig
 from zoo.errors import ConfigError
 from zoo.preprocess import preprocess_batch, preprocess_uint8
@@ -87,7 +88,7 @@ def build_backbone(config: EncoderConfig) -> nn.Module:
     backbone = create_timm(config.arch, config.arch_args)
     if config.stages is not None:
         backbone = keep_stages(backbone, config.stages)
-    return install_pooling(backbone, config.pooling)
+    return install_concept_head(install_pooling(backbone, config.pooling), config.concepts)
 
 
 def _output_width(backbone: nn.Module, pooling: str, preprocess: PreprocessConfig) -> int:

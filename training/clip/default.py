@@ -15,6 +15,14 @@ entry is evaluated on held-out images of both sets (``shapes`` test, emoji ``hel
 seen in training) and the zero-shot figures go into its config's ``metrics`` with dataset and split,
 so the model card shows them; ``benchmarks/clip_quality.py --runs default`` measures them again.
 
+A projection fitted on drawings alone labels photographs at chance, and no linear projection can
+use what Lite0's ImageNet classifier knows about them (its score is bilinear in features and text).
+So the image head is a :class:`zoo.concepts.ConceptHead`: the fitted projection, mixed with the
+ConSE embedding of Lite0's own ImageNet classifier (its top-10 classes' names, embedded by the fitted
+text side in the service's prompts, weighted by its probabilities) as far as the classifier is sure.
+Nothing in it is fitted: the classifier is Lite0's, the names are timm's ImageNet lemmas and
+definitions (:mod:`training.clip.imagenet_classes`).
+
 Run: ``python -m training.clip.default [--name default] [--force]``.
 """
 
@@ -29,10 +37,14 @@ import torch
 
 import zoo
 from training.clip.captions import build_caption_table, concat_tables, richer_captions
-from training.clip.locked_fit import fit_projections, image_features, text_features
+from training.clip.features import cached_image_features
+from training.clip.imagenet_classes import class_embeddings, imagenet_classes, lite0_classifier
+from training.clip.locked_fit import fit_projections, text_features
 from training.clip.quality import zero_shot_metrics
 from training.methods.clip import Clip
 from zoo.clip import ClipModel
+from zoo.concepts import concept_head, install_concept_head, set_concepts
+from zoo.config import ConceptHeadConfig
 from zoo.data import ImageDataset, load_dataset
 
 log = logging.getLogger(__name__)
@@ -64,7 +76,8 @@ def fit_default(trains: list[ImageDataset], *, lite_size: int = 224, fit_steps: 
                                lock_image=True, lock_text=True)
     model = method.model
     start = time.perf_counter()
-    features = torch.cat([image_features(model, ds.images, views=1, seed=seed) for ds in trains], dim=1)
+    features = torch.cat([cached_image_features(model, ds.images, label=f"{ds.name}/{ds.split}", seed=seed)
+                          for ds in trains], dim=1)
     extract = time.perf_counter() - start
     tables = [build_caption_table(ds, model.text.tokenizer, CONTEXT_LENGTH,
                                   "label" if ds.name == "emoji" else "caption", captions=richer_captions(ds))
@@ -77,7 +90,19 @@ def fit_default(trains: list[ImageDataset], *, lite_size: int = 224, fit_steps: 
              "total_s": round(time.perf_counter() - start, 1), "images": int(features.shape[1]),
              "captions": len(table.texts)}
     log.info("default CLIP: %s", notes)
-    return method.encoder().eval(), notes
+    return with_concept_head(method.encoder().eval()), notes
+
+
+def with_concept_head(model: ClipModel, top_k: int = 10) -> ClipModel:
+    """``model`` with its linear image projection wrapped in a :class:`ConceptHead` over ImageNet's classes."""
+    classes = imagenet_classes()
+    config = ConceptHeadConfig(classes=len(classes), top_k=top_k)
+    head = concept_head(install_concept_head(model.visual.backbone, config))
+    weight, bias = lite0_classifier()
+    set_concepts(head, weight, bias, class_embeddings(model, classes))
+    model.config = model.config.replace(concepts=config)
+    model.visual.config = model.visual.config.replace(concepts=config)
+    return model.eval()
 
 
 def build_default(name: str = "default", *, n_shapes: int = 3000, lite_size: int = 224, fit_steps: int = 300,
@@ -93,7 +118,10 @@ def build_default(name: str = "default", *, n_shapes: int = 3000, lite_size: int
         "script": "python -m training.clip.default", "data": data, "n_shapes": n_shapes, "lite_size": lite_size,
         "fit_steps": fit_steps, "seed": seed, "positives": "shapes: equal captions; emoji: equal concepts",
         "captions": "dataset captions + emoji concept phrasings (training.clip.captions.emoji_phrasings)",
-        "towers": "both locked; projections and temperature fitted on precomputed features", "timing": notes})
+        "towers": "both locked; projections and temperature fitted on precomputed features",
+        "image_head": "zoo.concepts.ConceptHead: the fitted projection mixed with the ConSE embedding of Lite0's "
+                      "ImageNet classifier (top-10 class names from timm.data.ImageNetInfo, in the service's "
+                      "prompts), weighted by its top probability; nothing in it fitted", "timing": notes})
     log.info("default CLIP built in %.0f s", notes["build_s"])
     return zoo.save(clip, name)
 

@@ -2,7 +2,7 @@
 
 >>> from zoo.data import list_datasets, load_dataset
 >>> list_datasets()
-['digits', 'emoji', 'fashion-mnist', 'shapes']
+['clipart', 'digits', 'emoji', 'fashion-mnist', 'shapes']
 >>> ds = load_dataset("shapes", "train", n=100)
 
 Every source returns an :class:`ImageDataset`. Builders register themselves with
@@ -14,7 +14,7 @@ builds or reads ``$SSLZOO_HOME/data/<name>/``.
 from __future__ import annotations
 
 # Importing the builder modules registers them.
-from zoo.data import captions, digits, emoji, fashion_mnist, folder, shapes  # noqa: F401
+from zoo.data import captions, clipart, digits, emoji, fashion_mnist, folder, shapes  # noqa: F401
 from zoo.data.dataset import ImageDataset
 from zoo.data.loading import load_dataset
 from zoo.data.registry import (

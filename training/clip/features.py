@@ -1,0 +1,107 @@
+"""Locked-tower features computed once and kept on disk, keyed by everything they depend on.
+
+The default CLIP's fit reads pooled image-trunk features of ~12,000 images; on two shared cores that
+is a quarter of an hour, the fit itself a minute. The features depend only on the trunk's weights, the
+images and how they were viewed, so they are cached under ``$SSLZOO_HOME/cache/clip-features/`` in a
+safetensors file named by the sha256 of all three (and of the torch thread count, which changes the
+last bits of float sums). A rebuild with the same inputs reads the same bytes, so it stays bit for bit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from training.clip.locked_fit import image_features
+from training.methods.clip import image_trunk_and_head
+from zoo.clip import ClipModel
+from zoo.config import PreprocessConfig
+from zoo.registry import sslzoo_home
+from zoo.text import tokenize_texts, trim_padding
+
+log = logging.getLogger(__name__)
+
+
+def trunk_digest(backbone: nn.Module, preprocess: PreprocessConfig) -> str:
+    """sha256 of a timm image trunk's weights (its classifier, our projection head, excluded) and preprocessing."""
+    digest = hashlib.sha256(repr(preprocess).encode())
+    for name, value in backbone.state_dict().items():
+        if not name.startswith("classifier."):  # timm's classifier is the projection head
+            digest.update(name.encode() + value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def cached(key_parts: list[str], compute: Callable[[], Tensor]) -> Tensor:
+    """``compute()``, stored under the sha256 of ``key_parts`` (and the torch thread count) and reused."""
+    digest = hashlib.sha256("\0".join([*key_parts, f"threads={torch.get_num_threads()}"]).encode()).hexdigest()
+    path = sslzoo_home() / "cache" / "clip-features" / f"{digest[:32]}.safetensors"
+    if path.is_file():
+        return load_file(str(path))["features"]
+    features = compute().contiguous()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file({"features": features}, str(tmp))
+    os.replace(tmp, path)
+    log.info("cached %s features %s in %s", key_parts[1] if len(key_parts) > 1 else "", tuple(features.shape), path)
+    return features
+
+
+def cached_image_features(model: ClipModel, images: np.ndarray, *, label: str, views: int = 1,
+                          seed: int = 0) -> Tensor:
+    """:func:`training.clip.locked_fit.image_features` of ``images``, from the cache when it holds them."""
+    trunk = trunk_digest(image_trunk_and_head(model)[0], model.config.preprocess)
+    image_digest = hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
+    key = [trunk, label, image_digest, str(images.shape), f"views={views}", f"seed={seed}"]
+    return cached(key, lambda: image_features(model, images, views=views, seed=seed))
+
+
+def text_trunk_features(model: ClipModel, texts: list[str], batch_size: int = 256) -> Tensor:
+    """Pooled locked text-trunk features ``[N, F_t]`` of ``texts`` (before the projection), cached per text.
+
+    Each distinct text is encoded once (caption tables repeat the same prompts thousands of times),
+    in batches of texts of like length. Texts any earlier call encoded with the same tower are read
+    from its bank (a safetensors file that lists its texts in its metadata), the rest are encoded
+    and saved as a new bank.
+    """
+    tower, context = model.text.tower, model.config.text.context_length if model.config.text else 32
+    weights = hashlib.sha256(f"context={context}".encode())
+    for key, value in tower.state_dict().items():
+        if not key.startswith("projection"):
+            weights.update(key.encode() + value.detach().cpu().contiguous().numpy().tobytes())
+    folder = sslzoo_home() / "cache" / "text-features" / weights.hexdigest()[:32]
+    known: dict[str, Tensor] = {}
+    for bank in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(bank), "pt") as handle:
+            names = json.loads((handle.metadata() or {})["texts"])
+            rows = handle.get_tensor("features")
+        known.update(zip(names, rows, strict=True))
+    missing = sorted({t for t in texts if t not in known}, key=len)  # like lengths carry less padding
+    if missing:
+        features = _encode(model, missing, context, batch_size)
+        folder.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256("\n".join(missing).encode()).hexdigest()[:32]
+        tmp = folder / f".{digest}.{os.getpid()}.tmp"
+        save_file({"features": features.contiguous()}, str(tmp), metadata={"texts": json.dumps(missing)})
+        os.replace(tmp, folder / f"{digest}.safetensors")
+        known.update(zip(missing, features, strict=True))
+        log.info("encoded %d new texts into %s", len(missing), folder)
+    return torch.stack([known[t] for t in texts])
+
+
+@torch.inference_mode()
+def _encode(model: ClipModel, texts: list[str], context: int, batch_size: int) -> Tensor:
+    tower: Any = model.text.tower  # pooled: the text towers' convention, not nn.Module's
+    tower.eval()
+    ids, mask = (torch.from_numpy(a) for a in tokenize_texts(model.text.tokenizer, texts, context))
+    return torch.cat([tower.pooled(*trim_padding(ids[s : s + batch_size], mask[s : s + batch_size])).float()
+                      for s in range(0, len(texts), batch_size)])
