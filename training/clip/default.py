@@ -37,9 +37,9 @@ import torch
 
 import zoo
 from training.clip.captions import build_caption_table, concat_tables, richer_captions
-from training.clip.features import cached_image_features
+from training.clip.features import cached_image_features, text_trunk_features
 from training.clip.imagenet_classes import class_embeddings, imagenet_classes, lite0_classifier
-from training.clip.locked_fit import fit_projections, text_features
+from training.clip.locked_fit import fit_projections
 from training.clip.quality import zero_shot_metrics
 from training.methods.clip import Clip
 from zoo.clip import ClipModel
@@ -83,7 +83,7 @@ def fit_default(trains: list[ImageDataset], *, lite_size: int = 224, fit_steps: 
                                   "label" if ds.name == "emoji" else "caption", captions=richer_captions(ds))
               for ds in trains]
     table = concat_tables(tables)
-    texts = text_features(model, table)
+    texts = text_trunk_features(model, table.texts)  # each distinct caption once, from the on-disk bank
     fit = fit_projections(model, table, features, texts, steps=fit_steps, batch_size=512, lr=1e-3,
                           weight_decay=0.05, seed=seed)
     notes = {"features_s": round(extract, 1), "fit_s": round(fit.seconds, 1),
