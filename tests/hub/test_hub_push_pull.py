@@ -42,7 +42,7 @@ def test_push_then_pull_through_olah_gives_the_same_embeddings(hub_server, olah_
     np.testing.assert_array_equal(loaded.embed_uint8(IMAGES), encoder.embed_uint8(IMAGES))
 
     info = zoo.info(entry.ref)
-    assert info["config"]["extra"]["hub"]["commit"] == pushed.commit
+    assert info["config"]["hub"]["commit"] == pushed.commit
     assert info["config"]["license"] == "apache-2.0"
 
     card = ModelCard.load(hf_hub_download(repo_id, "README.md", revision=pushed.commit, endpoint=olah_server.url))
