@@ -5,7 +5,7 @@ covers every file, and ``verify_manifest`` refuses ONNX files it does not list),
 pinned ``name@3`` keeps exactly what it tested. The new version holds the same weight files, byte for
 byte, so its ``embedding_space`` id is unchanged and vectors from either version can share an index.
 Its ``config.json`` records the parity figures, tolerances and export settings under
-``extra["onnx"]``, and the headline figures go to ``metrics`` so the model card shows them.
+``onnx``, and the headline figures go to ``metrics`` so the model card shows them.
 """
 
 from __future__ import annotations
@@ -226,7 +226,7 @@ def export_entry(ref: str | Path, *, int8: bool = True, opset: int = DEFAULT_OPS
     written = {key: path.name for key, path in paths.items()}
     info = _onnx_info(source, opset, reports, written, signatures, len(sets.calibration))
     kept = {k: v for k, v in config.metrics.items() if not k.startswith("onnx_")}  # a re-export replaces them
-    new_config = config.replace(extra={**config.extra, "onnx": info}, metrics={**kept, **_metrics(reports, written)})
+    new_config = config.replace(onnx=info, metrics={**kept, **_metrics(reports, written)})
     entry = save_files(name or _default_name(source), new_config, files, figures=figures or None, registry=registry)
     log.info("exported %s -> %s", source.ref, entry.ref)
     return ExportResult(source, entry, reports, written)

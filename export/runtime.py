@@ -181,8 +181,8 @@ def _missing(folder: Path, config: EncoderConfig, precision: str, filename: str,
              ) -> NotExportedError:
     """Say why a file is missing: never exported, exported without int8, or int8 missed its gate."""
     hint = _entry_hint(folder)
-    exported = config.extra.get("onnx")
-    if not isinstance(exported, dict) or precision == "fp32":
+    exported = config.onnx
+    if exported is None or precision == "fp32":
         return NotExportedError(f"{hint} has no {filename}: run `sslzoo export {hint}` first")
     report = exported.get("parity", {}).get(f"{tower}_{precision}")
     if report is None:

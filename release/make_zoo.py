@@ -99,7 +99,7 @@ def shipped_sha(root: Path, name: str) -> str | None:
                 entry.verify()
             except ManifestError:
                 return None
-            shipped = entry.read_config().extra.get("shipped") or {}
+            shipped = entry.read_config().shipped or {}
             return (shipped.get("provenance") or {}).get("sha256")
     return None
 

@@ -3,15 +3,15 @@
 The built-in root (``zoo/builtin``) is what ``pip install`` brings, so every byte counts (the whole zoo
 stays under 40 MB) and every byte must still be verified. Shipping therefore:
 
-* stores large float tensors as fp16 when the probe parity holds (``config.extra["storage"]``; the
+* stores large float tensors as fp16 when the probe parity holds (``config.storage``; the
   torch backend casts them back to fp32), else keeps fp32;
 * references tensors that a dependency package already ships byte for byte (the locked MiniLM text
-  tower) instead of copying them (``config.extra["external_weights"]``, see :mod:`zoo.package_weights`); a
+  tower) instead of copying them (``config.external_weights``, see :mod:`zoo.package_weights`); a
   package that ships a pickle (EfficientNet-Lite0) never matches, so such a tower is copied;
 * keeps ONNX graphs only when they fit the budget; a CLIP keeps its image graph only together with its
   text graph, because the service's ONNX backend needs both and would otherwise fail over to torch;
 * records the parity figures, the probe, the ORT/torch throughput and the sizes in
-  ``config.extra["shipped"]``, with the source's probe embeddings in ``golden.npz``, so
+  ``config.shipped``, with the source's probe embeddings in ``golden.npz``, so
   :func:`release.shipcheck.check_entry` can re-check the entry on any machine.
 
 The entry becomes ``NAME@1`` in the root, replacing whatever was shipped under that name: the root is
@@ -46,7 +46,7 @@ from release.shipcheck import (
 )
 from zoo.api import locate
 from zoo.card import render_card
-from zoo.config import EncoderConfig
+from zoo.config import EncoderConfig, ExternalRef, WeightStorage
 from zoo.errors import ConfigError, RefError, SslzooError
 from zoo.manifest import MANIFEST, build_manifest
 from zoo.refs import NAME_RE
@@ -107,20 +107,20 @@ def _compact(tensors: dict[str, Any], dtype: str) -> tuple[dict[str, Any], int]:
     return out, cast
 
 
-def _weight_files(model: Any, dtype: str) -> tuple[dict[str, bytes], list[dict[str, Any]], int]:
+def _weight_files(model: Any, dtype: str) -> tuple[dict[str, bytes], list[ExternalRef], int]:
     """Weight files with package tensors referenced and the rest compacted; refs; tensors cast."""
     from safetensors.torch import save
 
     from zoo.package_weights import split_references
 
     files: dict[str, bytes] = {}
-    refs: list[dict[str, Any]] = []
+    refs: list[ExternalRef] = []
     cast = 0
     for name, state in model.tensor_files().items():
         remaining, found = split_references(name, state)
         compact, n = _compact(remaining, dtype)
         files[name] = save(compact, metadata={"format": "pt", "storage": dtype})
-        refs += [ref.to_dict() for ref in found]
+        refs += found
         cast += n
     return files, refs, cast
 
@@ -326,13 +326,9 @@ def _build(tmp: Path, source: Entry, config: EncoderConfig, model: Any, probe: d
             raise ConfigError(f"{name}: the weights alone ({base / MB:.1f} MB) do not fit the remaining "
                               f"budget ({(budget - _root_bytes(root, exclude=name)) / MB:.1f} MB)")
         kept, dropped = choose_onnx(onnx, config.is_clip, room)
-        extra = {k: v for k, v in config.extra.items() if k not in ("storage", "external_weights", "shipped")}
-        if storage != "float32":
-            extra["storage"] = {"dtype": storage, "min_numel": MIN_FP16_NUMEL, "tensors_cast": cast}
-        if refs:
-            extra["external_weights"] = refs
-        extra["shipped"] = {"probe": probe, "onnx_files": kept}
-        provisional = config.replace(extra=extra)
+        compact = WeightStorage(storage, MIN_FP16_NUMEL, cast) if storage != "float32" else None
+        provisional = config.replace(storage=compact, external_weights=tuple(refs),
+                                     shipped={"probe": probe, "onnx_files": kept})
         _write(tmp, {**weights, **carried, CONFIG: config_bytes(provisional)})
         for file in kept:
             shutil.copyfile(source.path / file, tmp / file)
@@ -340,13 +336,13 @@ def _build(tmp: Path, source: Entry, config: EncoderConfig, model: Any, probe: d
         if all(f["min_cosine"] >= MIN_COSINE for f in parity["torch"].values()) or storage == "float32":
             break
     onnx_path = source.path / "model.onnx" if (source.path / "model.onnx").is_file() else None
-    record = {**extra["shipped"], "name": name, "storage_dtype": storage,
+    record = {**(provisional.shipped or {}), "name": name, "storage_dtype": storage,
               "source": {"ref": source.ref, "embedding_space": source.embedding_space},
               "parity": parity, "tolerance": {"min_cosine": MIN_COSINE}, "onnx_dropped": dropped,
               "throughput": {**_throughput(model, config, images, onnx_path),
                              "onnx_shipped": "model.onnx" in kept},
               "params": _params(model), "provenance": provenance}
-    final = provisional.replace(extra={**extra, "shipped": record})
+    final = provisional.replace(shipped=record)
     (tmp / CONFIG).write_bytes(config_bytes(final))
     (tmp / CARD).write_text(render_card(name, final, _figures(source, carried) or None))
     sizes = {p.relative_to(tmp).as_posix(): p.stat().st_size for p in tmp.rglob("*") if p.is_file()}

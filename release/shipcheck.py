@@ -4,7 +4,7 @@ A shipped entry stores its weights compactly (fp16) and may reference a package'
 vectors are not bit-identical to those of the trained entry it came from. How far they may differ is
 measured once, on a fixed deterministic *probe* (the first images of the entry's own dataset's test
 split, plus a few of its captions or class names for a CLIP), and recorded in
-``config.extra["shipped"]["parity"]``: max |Δ| and min cosine of shipped-torch vs source, and of the
+``config.shipped["parity"]``: max |Δ| and min cosine of shipped-torch vs source, and of the
 shipped ONNX graph vs source and vs shipped-torch. The source's probe embeddings travel with the entry
 as ``golden.npz`` (covered by the manifest), so :func:`check_entry` can reproduce every figure without
 the source: a changed weight byte fails the manifest, a changed computation fails the figures.
@@ -28,6 +28,7 @@ import numpy as np
 from export.parity import vector_figures
 from export.runtime import OnnxImageEncoder, SessionSettings
 from zoo.config import EncoderConfig
+from zoo.errors import ConfigError
 
 GOLDEN = "golden.npz"
 #: What fp16 storage must keep against the fp32 source on the probe, or the entry is stored in fp32.
@@ -123,7 +124,9 @@ def measure(folder: Path, config: EncoderConfig, golden: Mapping[str, np.ndarray
     """
     from zoo.torch_backend import load_torch
 
-    spec = ProbeSpec.from_dict(config.extra["shipped"]["probe"])
+    if config.shipped is None:
+        raise ConfigError(f"{folder} has no 'shipped' record with the probe to measure on")
+    spec = ProbeSpec.from_dict(config.shipped["probe"])
     images, texts = probe_inputs(spec, config.is_clip)
     shipped = torch_embeddings(load_torch(folder, config), images, texts)
     figures: dict[str, dict[str, dict[str, float]]] = {
@@ -163,9 +166,9 @@ def check_entry(entry: Any) -> tuple[dict[str, Any], list[str]]:
     """
     entry.verify()
     config: EncoderConfig = entry.read_config()
-    shipped = config.extra.get("shipped")
-    if not isinstance(shipped, Mapping):
-        return {}, [f"{entry.ref} has no extra['shipped'] record: not made by `sslzoo ship`"]
+    shipped = config.shipped
+    if shipped is None:
+        return {}, [f"{entry.ref} has no 'shipped' record: not made by `sslzoo ship`"]
     reproduced = measure(entry.path, config, read_golden(entry.path), shipped.get("onnx_files", []))
     failures = compare(shipped["parity"], reproduced)
     for tower, figures in reproduced.get("torch", {}).items():

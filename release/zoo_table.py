@@ -2,7 +2,7 @@
 
 Every cell is read from what an entry recorded: metrics from training and evaluation
 (``config.metrics``, read through :mod:`zoo.figures` as ``sslzoo list`` reads them), parameters and
-ONNX Runtime throughput from ``sslzoo ship`` (``config.extra["shipped"]``). ``--write README.md``
+ONNX Runtime throughput from ``sslzoo ship`` (``config.shipped``). ``--write README.md``
 replaces the text between the ``<!-- zoo-table:begin -->`` and ``<!-- zoo-table:end -->`` markers,
 so the README shows exactly what this command prints. Run: ``sslzoo zoo-table [--write README.md]``
 or ``python -m release.zoo_table``.
@@ -51,7 +51,7 @@ def _speed(shipped: Mapping[str, Any]) -> str:
 def row(entry: Entry) -> list[str]:
     """One table row for a built-in entry."""
     config = entry.read_config()
-    shipped = config.extra.get("shipped") or {}
+    shipped = config.shipped or {}
     params = (shipped.get("params") or {}).get("total")
     figures = key_figures(config)
     return [f"`{entry.name}`", config.method, _arch(config), config.data or "—",
@@ -73,7 +73,7 @@ def render_table(entries: Sequence[Entry]) -> str:
     """The markdown table plus a footnote on how the throughput was measured."""
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(row(e)) + " |" for e in entries]
-    speeds = [(e.read_config().extra.get("shipped") or {}).get("throughput") or {} for e in entries]
+    speeds = [(e.read_config().shipped or {}).get("throughput") or {} for e in entries]
     cpus = sorted({s["cpu"] for s in speeds if s.get("cpu")})
     if speeds:
         batch = next((s["batch"] for s in speeds if "batch" in s), "?")

@@ -7,7 +7,7 @@ registry under ``$SSLZOO_HOME``: a writable entry as its own next version (what 
 a built-in one under ``<name>-onnx``, because the built-in root is read-only and reserves its names.
 
 :func:`served_entry` then pairs the entry the settings name with the files that serve it. An export
-counts only while it is an export *of that entry*: its ``config.extra["onnx"]["source"]`` names the
+counts only while it is an export *of that entry*: its ``config.onnx["source"]`` names the
 entry's reference and its embedding space equals the entry's (the same weight files byte for byte). A
 built-in rebuilt since then gets a new space id, so its old export is ignored and exported again, never
 served in its place.
@@ -65,7 +65,7 @@ def export_name(entry: zoo.Entry) -> str:
 
 def is_export_of(candidate: zoo.Entry, entry: zoo.Entry) -> bool:
     """Whether ``candidate`` holds ONNX graphs exported from exactly ``entry``'s weights."""
-    onnx = candidate.read_config().extra.get("onnx") or {}
+    onnx = candidate.read_config().onnx or {}
     return (onnx.get("source") == entry.ref and has_onnx(candidate)
             and candidate.embedding_space == entry.embedding_space)
 

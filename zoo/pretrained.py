@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 from torch import Tensor, nn
 
-from zoo.config import PreprocessConfig, TextConfig
+from zoo.config import ImageTowerInfo, PreprocessConfig, TextConfig
 from zoo.encoders import ImageEncoder, build_encoder, load_strict
 from zoo.errors import ConfigError, SslzooError
 from zoo.registry import sslzoo_home
@@ -208,9 +208,9 @@ def efficientnet_lite0_encoder(embed_dim: int | None = None, img_size: int = 224
     if embed_dim != 1000:
         state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
     load_backbone(encoder.backbone, state)
-    image_info = {"init": LITE0_SOURCE, "trainable": trainable, "license": LICENSE,
-                  "random_head": embed_dim not in (None, 1000)}
-    encoder.config = encoder.config.replace(license=LICENSE, extra={**encoder.config.extra, "image_tower": image_info})
+    image_info = ImageTowerInfo(init=LITE0_SOURCE, trainable=trainable, license=LICENSE,
+                                random_head=embed_dim not in (None, 1000))
+    encoder.config = encoder.config.replace(license=LICENSE, image_tower=image_info)
     return encoder
 
 

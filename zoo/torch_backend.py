@@ -1,9 +1,9 @@
 """The PyTorch side of the registry: model ↔ safetensors files.
 
 Kept apart from :mod:`zoo.registry` so that reading the registry and the onnxruntime backend never
-import torch. Shipped entries may store weights in a compact form (``config.extra["storage"]``: fp16
+import torch. Shipped entries may store weights in a compact form (``config.storage``: fp16
 tensors, cast back to fp32 here) and reference package weights instead of copying them
-(``config.extra["external_weights"]``, filled in by :mod:`zoo.package_weights`); either way the model is
+(``config.external_weights``, filled in by :mod:`zoo.package_weights`); either way the model is
 rebuilt in fp32 and loaded strictly. What it returns meets :mod:`zoo.backend`'s contract.
 """
 
@@ -23,11 +23,8 @@ from zoo.clip import ClipModel
 from zoo.config import EncoderConfig
 from zoo.encoders import ImageEncoder
 from zoo.errors import BackendOptionError, ConfigError
-from zoo.package_weights import EXTRA_KEY, fill, refs_of
+from zoo.package_weights import fill
 from zoo.tokenizer import load_tokenizer
-
-STORAGE_KEY = "storage"
-SHIPPED_KEYS = (STORAGE_KEY, EXTRA_KEY, "shipped")
 
 if TYPE_CHECKING:  # mypy checks here that the torch classes keep the backend contract
     _IMAGE: type[ImageBackend] = ImageEncoder
@@ -94,16 +91,15 @@ def load_torch(folder: Path, config: EncoderConfig, **options: Any) -> ImageEnco
         if not (folder / name).is_file():
             raise ConfigError(f"{folder / name} is missing")
         files[name] = _read_safetensors(folder / name)
-    refs = refs_of(config.extra)
-    if refs:
-        fill(files, refs)
-    if isinstance(config.extra.get(STORAGE_KEY), dict):
+    if config.external_weights:
+        fill(files, config.external_weights)
+    if config.storage is not None:
         files = {name: widen(tensors) for name, tensors in files.items()}
     model.load_tensor_files(files)
-    if refs or STORAGE_KEY in config.extra:
+    if config.external_weights or config.storage is not None:
         # The model now holds plain fp32 tensors: saving it again writes them all, so its config must
         # no longer claim compact storage or references.
-        model.config = config.replace(extra={k: v for k, v in config.extra.items() if k not in SHIPPED_KEYS})
+        model.config = config.replace(storage=None, external_weights=(), shipped=None)
     return model.eval()
 
 

@@ -54,7 +54,7 @@ def test_finetune_trains_only_the_tail_and_lowers_the_loss() -> None:
     assert not any(k.startswith(("conv_stem.", "bn1.", "blocks.0.", "blocks.4.")) for k in changed)
     assert not any("running_" in k or k.startswith("bn2.") for k in changed)  # batch norms stay ImageNet's
     assert not any(p.requires_grad for p in model.parameters())
-    assert "stages 5.." in model.config.extra["image_tower"]["trainable"]  # the card must not say "locked"
+    assert "stages 5.." in model.config.image_tower.trainable  # the card must not say "locked"
 
 
 def test_tail_refuses_other_trunks_and_stages() -> None:

@@ -126,7 +126,7 @@ def test_locked_towers_train_only_projections() -> None:
         fresh = method.model.text.tower.pooled(method.captions.ids[rows], method.captions.mask[rows])
     torch.testing.assert_close(method._text_cache[rows], fresh, rtol=1e-5, atol=1e-5)
     model = method.encoder()
-    assert model.config.text.trainable is False and model.config.extra["image_tower"]["trainable"] is False
+    assert model.config.text.trainable is False and model.config.image_tower.trainable is False
 
 
 def _round_trip(model: ClipModel, name: str) -> None:

@@ -45,7 +45,7 @@ def test_efficientnet_lite0_converts_once_and_predicts_imagenet() -> None:
     mtime = path.stat().st_mtime_ns
     encoder = pretrained.efficientnet_lite0_encoder(embed_dim=1000, crop_pct=0.875).eval()
     assert path.stat().st_mtime_ns == mtime  # converted once, read from safetensors afterwards
-    assert encoder.config.extra["image_tower"]["license"] == "apache-2.0"
+    assert encoder.config.image_tower.license == "apache-2.0"
     images = [__import__("PIL.Image", fromlist=["Image"]).fromarray(a) for a in load_sample_images().images]
     with torch.inference_mode():
         logits = encoder.backbone(torch.from_numpy(preprocess_batch(images, encoder.config.preprocess)))
@@ -64,7 +64,7 @@ def test_lite0_tower_with_new_head_keeps_backbone() -> None:
     own = encoder.backbone.state_dict()
     assert torch.equal(own["blocks.3.1.conv_pw.weight"], state["blocks.3.1.conv_pw.weight"])
     assert own["classifier.weight"].shape == (32, 1280)
-    assert encoder.config.extra["image_tower"]["random_head"] is True
+    assert encoder.config.image_tower.random_head is True
 
 
 @needs_minilm

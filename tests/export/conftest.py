@@ -65,7 +65,7 @@ def vit_export(export_home: Path) -> Exported:
     entry = registry.resolve("vit@2")
     config = entry.read_config()
     source = registry.resolve("vit@1")
-    result = ExportResult(source, entry, {}, config.extra["onnx"]["files"])
+    result = ExportResult(source, entry, {}, config.onnx["files"])
     return Exported(registry, export_home, "vit@1", result, out.getvalue())
 
 

@@ -58,9 +58,9 @@ def test_entry_holds_int8_exactly_when_it_passed(family, request):
     ex = request.getfixturevalue(f"{family}_export")
     entry = ex.result.entry
     config = entry.read_config()
-    report = config.extra["onnx"]["parity"]["image_int8"]
+    report = config.onnx["parity"]["image_int8"]
     written = (entry.path / "model.int8.onnx").is_file()
-    assert written == report["passed"] == ("image_int8" in config.extra["onnx"]["files"])
+    assert written == report["passed"] == ("image_int8" in config.onnx["files"])
     assert config.metrics["onnx_image_int8_written"]["value"].startswith("yes" if written else "no")
     if written:
         model = zoo.load(entry.ref, backend="onnx", registry=ex.registry, precision="int8")

@@ -24,7 +24,7 @@ def image_export(request):
 def test_image_round_trip_meets_fp32_tolerances(image_export):
     ex = image_export
     config = ex.result.entry.read_config()
-    report = config.extra["onnx"]["parity"]["image_fp32"]
+    report = config.onnx["parity"]["image_fp32"]
     assert report["passed"] and not report["failures"]
     for name in ("golden", "random", "digits", "golden batch=1"):
         figures = report["figures"][name]
@@ -54,7 +54,7 @@ def test_export_is_a_new_version_with_the_same_weights(image_export):
     assert manifest["embedding_space"] == source.embedding_space  # same weights, same space
     assert (new.path / "model.safetensors").read_bytes() == (source.path / "model.safetensors").read_bytes()
     config = new.read_config()
-    assert config.extra["onnx"]["source"] == source.ref
+    assert config.onnx["source"] == source.ref
     assert "onnx_image_fp32_max_abs_diff" in config.metrics
     card = (new.path / "README.md").read_text()
     assert "onnx_image_fp32_max_abs_diff" in card and "onnx_image_fp32_top1_agreement" in card
@@ -87,7 +87,7 @@ def test_clip_text_tower_round_trip(clip_export):
     ex = clip_export
     entry = ex.result.entry
     config = entry.read_config()
-    parity = config.extra["onnx"]["parity"]
+    parity = config.onnx["parity"]
     assert parity["text_fp32"]["passed"] and parity["image_fp32"]["passed"]
     assert parity["text_fp32"]["figures"]["captions"]["rel_max_abs_diff"] <= FP32_TOLERANCE.max_abs_diff
     assert parity["text_fp32"]["figures"]["caption→image top-1"]["retrieval_agreement"] >= 0.99

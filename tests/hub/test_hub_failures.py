@@ -149,7 +149,7 @@ images = np.load(sys.argv[1])
 for ref, out in zip(sys.argv[2::2], sys.argv[3::2]):
     model = zoo.load(ref)
     np.save(out, model.embed_uint8(images))
-    print(model.entry.ref, model.entry.read_config().extra["hub"]["commit"])
+    print(model.entry.ref, model.entry.read_config().hub.commit)
 try:
     hub.pull("acme/never-pulled")
 except hub.HubError as exc:

@@ -83,8 +83,8 @@ def test_a_builtin_entry_uploaded_as_a_plain_repo_loads_with_the_same_embeddings
     assert set(got) == set(shipped)
     assert [n for n in shipped if n not in (CONFIG, MANIFEST) and got[n].read_bytes() != shipped[n].read_bytes()] == []
     config = pulled.read_config()
-    assert config.extra["hub"]["format"] == "sslzoo"
-    assert config.replace(extra={k: v for k, v in config.extra.items() if k != "hub"}) == entry.read_config()
+    assert config.hub.format == "sslzoo"
+    assert config.replace(hub=None) == entry.read_config()
 
     images = _inputs(entry)
     backends = ["torch", *(["onnx"] if "model.onnx" in shipped else [])]

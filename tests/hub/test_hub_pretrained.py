@@ -52,7 +52,7 @@ def test_timm_dino_repo_through_olah_matches_timm(dino, olah_server, hf_cache):
     config = entry.read_config()
     assert (config.arch, config.embed_dim, config.pooling, config.method) == ("vit_small_patch16_224", 384, "cls",
                                                                                 "dino")
-    assert config.license == "apache-2.0" and config.extra["catalogue"] == "dino-vits16"
+    assert config.license == "apache-2.0" and config.hub.catalogue == "dino-vits16"
     pretrained = model.pretrained_cfg
     assert config.preprocess.crop_pct == pretrained["crop_pct"] and config.preprocess.mean == pretrained["mean"]
     assert config.preprocess.interpolation == pretrained["interpolation"]
@@ -99,7 +99,7 @@ def test_open_clip_repo_matches_open_clip(open_clip_repo, hub_server, hf_cache):
     entry = hub.pull(CLIP_REPO, endpoint=hub_server.url)
     config = entry.read_config()
     assert config.is_clip and config.embed_dim == 512 and config.license == "mit" and config.data == "laion-2b"
-    assert config.extra["hub"]["commit"] == commit and config.extra["hub"]["format"] == "open_clip"
+    assert config.hub.commit == commit and config.hub.format == "open_clip"
     assert config.preprocess.mean == tuple(model.visual.image_mean)
     assert not [p for p in Path(hf_cache).rglob("*.bin")], "the pickle must never be downloaded"
 

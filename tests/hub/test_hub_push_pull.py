@@ -35,13 +35,14 @@ def test_push_then_pull_through_olah_gives_the_same_embeddings(hub_server, olah_
     entry = hub.pull(repo_id, endpoint=olah_server.url)  # olah reads the git repo hubserver wrote
     assert entry.ref == f"{hub.entry_name(repo_id)}@1"
     assert entry.embedding_space == saved.embedding_space
-    extra = entry.read_config().extra["hub"]
-    assert extra["commit"] == pushed.commit and extra["format"] == "sslzoo" and extra["revision"] == "main"
+    source = entry.read_config().hub
+    assert source is not None and source.commit == pushed.commit and source.format == "sslzoo"
+    assert source.revision == "main"
     loaded = zoo.load(entry.ref)
     np.testing.assert_array_equal(loaded.embed_uint8(IMAGES), encoder.embed_uint8(IMAGES))
 
     info = zoo.info(entry.ref)
-    assert info["config"]["extra"]["hub"]["commit"] == pushed.commit
+    assert info["config"]["hub"]["commit"] == pushed.commit
     assert info["config"]["license"] == "apache-2.0"
 
     card = ModelCard.load(hf_hub_download(repo_id, "README.md", revision=pushed.commit, endpoint=olah_server.url))
@@ -86,7 +87,7 @@ def test_revisions_pull_exactly_what_was_pushed(hub_server, olah_server, repo_id
                                       err_msg=f"revision {revision}")
     # Five pulls of three commits: three versions.
     assert len([e for e in zoo.list() if e.name == hub.entry_name(repo_id)]) == 3
-    assert hub.pull(f"{repo_id}@v1", endpoint=olah_server.url).read_config().extra["hub"]["commit"] == one.commit
+    assert hub.pull(f"{repo_id}@v1", endpoint=olah_server.url).read_config().hub.commit == one.commit
 
 
 def test_a_clip_entry_travels_with_its_text_tower_and_tokenizer(hub_server, olah_server, repo_id):

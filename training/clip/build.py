@@ -12,7 +12,7 @@ from tokenizers import Tokenizer
 
 from training.clip.captions import caption_lists
 from zoo.clip import ClipModel
-from zoo.config import TextConfig
+from zoo.config import ImageTowerInfo, TextConfig
 from zoo.data import ImageDataset
 from zoo.encoders import ImageEncoder, build_encoder
 from zoo.errors import ConfigError
@@ -34,15 +34,14 @@ def image_tower(image: str | ImageEncoder, dataset: ImageDataset, embed_dim: int
     if isinstance(image, ImageEncoder):
         if image.embed_dim != embed_dim:
             raise ConfigError(f"the image encoder gives {image.embed_dim}-d vectors, the joint space is {embed_dim}-d")
-        info = image.config.extra.get("image_tower", {"init": "random", "license": dataset.license})
-        image.config = image.config.replace(extra={**image.config.extra, "image_tower": info})
+        if image.config.image_tower is None:
+            image.config = image.config.replace(image_tower=ImageTowerInfo(init="random", license=dataset.license))
         return image
     if image in PRETRAINED_IMAGE:
         return efficientnet_lite0_encoder(embed_dim=embed_dim, img_size=img_size or 224)
     size = img_size or int(dataset.images.shape[1])
     encoder = build_encoder(image, img_size=size, in_chans=3, embed_dim=embed_dim, method="clip", **image_args)
-    info = {"init": "random", "license": dataset.license}
-    encoder.config = encoder.config.replace(extra={**encoder.config.extra, "image_tower": info})
+    encoder.config = encoder.config.replace(image_tower=ImageTowerInfo(init="random", license=dataset.license))
     return encoder
 
 

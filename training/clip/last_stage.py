@@ -18,6 +18,7 @@ does not use it (a point of top-1 is inside the seed spread).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -31,6 +32,7 @@ from training.clip.locked_fit import FitResult, stack_views, train_pairs, view_b
 from training.methods.clip import image_trunk_and_head
 from training.parts.losses.clip import ClipLoss
 from zoo.clip import LOGIT_SCALE_MAX, ClipModel
+from zoo.config import ImageTowerInfo
 from zoo.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -63,10 +65,10 @@ def stage_inputs(model: ClipModel, images: np.ndarray, first_trained: int, views
 
 def record_tuned(model: ClipModel, first_trained: int, steps: int) -> None:
     """Say in the config which image stages trained, so the model card does not call the tower locked."""
-    info = dict(model.config.extra.get("image_tower", {}))
-    info["trainable"] = (f"stages {first_trained}.. and conv head fine-tuned {steps} steps on frozen earlier "
-                         "stages (batch norms frozen)")
-    model.config = model.config.replace(extra={**model.config.extra, "image_tower": info})
+    trainable = (f"stages {first_trained}.. and conv head fine-tuned {steps} steps on frozen earlier "
+                 "stages (batch norms frozen)")
+    info = model.config.image_tower or ImageTowerInfo(init="random", license=model.config.license)
+    model.config = model.config.replace(image_tower=dataclasses.replace(info, trainable=trainable))
     model.visual.config = model.config
 
 

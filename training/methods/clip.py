@@ -26,6 +26,7 @@ from training.methods.base import Method
 from training.parts.losses.clip import ClipLoss
 from training.parts.views import BatchViews, ViewConfig
 from zoo.clip import ClipModel
+from zoo.config import ImageTowerInfo
 from zoo.data import ImageDataset
 from zoo.encoders import ImageEncoder
 from zoo.text import trim_padding
@@ -160,9 +161,9 @@ class Clip(Method):
         """The CLIP pair, its config recording which towers trained and which stayed locked."""
         config = self.model.config
         text = dataclasses.replace(config.text, trainable=not self.lock_text) if config.text else None
-        image_info = dict(config.extra.get("image_tower", {"init": "random", "license": config.license}))
-        image_info["trainable"] = not self.lock_image
-        self.model.config = config.replace(text=text, extra={**config.extra, "image_tower": image_info})
+        image_info = config.image_tower or ImageTowerInfo(init="random", license=config.license)
+        image_info = dataclasses.replace(image_info, trainable=not self.lock_image)
+        self.model.config = config.replace(text=text, image_tower=image_info)
         self.model.visual.config = self.model.config
         if text is not None:
             self.model.text.config = text

@@ -19,13 +19,13 @@ import json
 import logging
 import zipfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from zoo.config import EncoderConfig, PreprocessConfig
+from zoo.config import EncoderConfig, HubSource, PreprocessConfig
 from zoo.errors import ConfigError, ManifestError, UnsafeWeightsError
 from zoo.hub.catalogue import CatalogueEntry
 from zoo.manifest import MANIFEST, verify_manifest
@@ -50,7 +50,7 @@ class Context:
     repo_id: str
     commit: str
     folder: Path
-    hub_info: dict[str, Any]
+    hub_info: HubSource
     known: CatalogueEntry | None = None
 
     @property
@@ -166,11 +166,9 @@ def provenance(context: Context, declared_license: str | None) -> dict[str, str]
 
 
 def with_hub(config: EncoderConfig, context: Context) -> EncoderConfig:
-    """The config with the Hub provenance (repo, revision, commit, format) in ``extra["hub"]``."""
-    extra = {**config.extra, "hub": context.hub_info}
-    if context.known is not None:
-        extra["catalogue"] = context.known.name
-    return config.replace(extra=extra)
+    """The config with the Hub provenance (repo, revision, commit, format, catalogue name) in ``hub``."""
+    catalogue = context.known.name if context.known is not None else ""
+    return config.replace(hub=replace(context.hub_info, catalogue=catalogue))
 
 
 # -- sslzoo ----------------------------------------------------------------------------------------

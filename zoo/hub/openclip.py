@@ -28,7 +28,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 from torch import Tensor, nn
 
 from zoo.clip import ClipModel
-from zoo.config import EncoderConfig, PreprocessConfig, TextConfig
+from zoo.config import EncoderConfig, ImageTowerInfo, PreprocessConfig, TextConfig
 from zoo.encoders import ImageEncoder, create_timm, load_strict
 from zoo.errors import ConfigError, UnknownNameError, UnsafeWeightsError
 from zoo.pickles import is_pickle
@@ -161,8 +161,8 @@ def convert_open_clip(model: nn.Module, name: str, cfg: dict[str, Any], *, sourc
     config = EncoderConfig(arch=arch, arch_args=image_args, embed_dim=cfg["embed_dim"], pooling="cls", normalize=True,
                            metric="cosine", preprocess=preprocess, method="clip", text=text_config, license=license,
                            source=source or f"open_clip {name}",
-                           extra={"image_tower": {"init": source or f"open_clip {name}", "trainable": False,
-                                                  "license": license}})
+                           image_tower=ImageTowerInfo(init=source or f"open_clip {name}", trainable=False,
+                                                      license=license))
     tokenizer = clip_bpe_tokenizer()
     text = TextEncoder(text_config, tokenizer)
     load_strict(text.tower, _text_state(model), f"{name} text")

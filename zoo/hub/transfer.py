@@ -15,7 +15,7 @@ A pull:
 3. checks every downloaded file's size and hash against the Hub's own metadata (the LFS sha256 or git
    blob id) and, for sslzoo entries, against ``manifest.json``; a file that fails is removed from the
    cache so that the next pull downloads it again, and nothing is registered;
-4. registers the entry as ``<org>--<repo>`` with the commit recorded in ``config.extra["hub"]``; pulling a
+4. registers the entry as ``<org>--<repo>`` with the commit recorded in ``config.hub``; pulling a
    commit that is already registered returns that entry.
 """
 
@@ -54,6 +54,7 @@ from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.utils import sha as hf_sha
 
+from zoo.config import HubSource
 from zoo.errors import ConfigError, ManifestError, RefError, SslzooError
 from zoo.hub import formats as hub_formats
 from zoo.hub.catalogue import CatalogueEntry, by_repo, find
@@ -258,8 +259,8 @@ def check_files(folder: Path, filenames: list[str], listing: Listing) -> None:
 def _registered(registry: Registry, repo_id: str, commit: str) -> Entry | None:
     for entry in registry.entries():
         if entry.name == entry_name(repo_id):
-            hub = entry.read_config().extra.get("hub", {})
-            if hub.get("repo_id") == repo_id and hub.get("commit") == commit:
+            hub = entry.read_config().hub
+            if hub is not None and hub.repo_id == repo_id and hub.commit == commit:
                 entry.verify()
                 return entry
     return None
@@ -281,7 +282,7 @@ def pull(ref_or_repo: str, *, revision: str | None = None, endpoint: str | None 
         format: ``sslzoo``, ``timm`` or ``open_clip`` to choose among several a repo offers.
 
     Returns:
-        The registered entry; its config records ``extra["hub"] = {repo_id, revision, commit, format}``.
+        The registered entry; its config's ``hub`` records repo_id, revision, commit and format.
     """
     repo_id, revision, known = _target(ref_or_repo, revision)
     if known is not None and format is None and known.format not in hub_formats.formats():
@@ -308,8 +309,8 @@ def pull(ref_or_repo: str, *, revision: str | None = None, endpoint: str | None 
                                             repo_id)
         folder = download(api, listing, wanted, cache_dir)
     check_files(folder, wanted, listing)
-    hub_info = {"repo_id": repo_id, "revision": listing.revision, "commit": listing.commit, "format": chosen.name,
-                "endpoint": api.endpoint}
+    hub_info = HubSource(repo_id=repo_id, revision=listing.revision, commit=listing.commit, format=chosen.name,
+                         endpoint=api.endpoint)
     context = hub_formats.Context(repo_id, listing.commit, folder, hub_info, known)
     entry = chosen.register(context, entry_name(repo_id), registry)
     log.info("pulled %s@%s (%s) as %s", repo_id, listing.commit[:12], chosen.name, entry.ref)
