@@ -17,13 +17,14 @@ so the model card shows them; ``benchmarks/clip_quality.py --runs default`` meas
 
 A projection fitted on drawings alone labels photographs at chance, and no linear projection can
 use what Lite0's ImageNet classifier knows about them (its score is bilinear in features and text).
-So the image head is a :class:`zoo.concepts.ConceptHead`: the fitted projection, mixed with the
-ConSE embedding of Lite0's own ImageNet classifier (its top-10 classes' names, embedded by the fitted
-text side in the service's prompts, weighted by its probabilities) as far as the classifier is sure.
-Nothing in it is fitted: the classifier is Lite0's, the names are timm's ImageNet lemmas and
-definitions (:mod:`training.clip.imagenet_classes`).
+``--concept-head`` wraps the image head in a :class:`zoo.concepts.ConceptHead`: the fitted
+projection, mixed with the ConSE embedding of Lite0's own ImageNet classifier (its top-10 classes'
+names, embedded by the fitted text side in the service's prompts, weighted by its probabilities) as
+far as the classifier is sure; nothing in it is fitted (:mod:`training.clip.imagenet_classes`). It is
+off for the shipped default: it costs emoji held-out and shapes figures below their floors
+(``docs/clip-default-experiments.md``).
 
-Run: ``python -m training.clip.default [--name default] [--force]``.
+Run: ``python -m training.clip.default [--name default] [--force] [--concept-head]``.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def test_sets(n_shapes: int, seed: int) -> list[ImageDataset]:
 
 
 def fit_default(trains: list[ImageDataset], *, lite_size: int = 224, fit_steps: int = 300,
-                seed: int = 0) -> tuple[ClipModel, dict[str, Any]]:
+                seed: int = 0, with_concepts: bool = False) -> tuple[ClipModel, dict[str, Any]]:
     """Fit the locked-towers CLIP on the union of ``trains``; returns the pair and timing notes.
 
     Shapes captions are positives when their texts match; emoji captions when their concept matches.
@@ -90,7 +91,8 @@ def fit_default(trains: list[ImageDataset], *, lite_size: int = 224, fit_steps: 
              "total_s": round(time.perf_counter() - start, 1), "images": int(features.shape[1]),
              "captions": len(table.texts)}
     log.info("default CLIP: %s", notes)
-    return with_concept_head(method.encoder().eval()), notes
+    clip = method.encoder().eval()
+    return (with_concept_head(clip) if with_concepts else clip), notes
 
 
 def with_concept_head(model: ClipModel, top_k: int = 10) -> ClipModel:
@@ -106,11 +108,12 @@ def with_concept_head(model: ClipModel, top_k: int = 10) -> ClipModel:
 
 
 def build_default(name: str = "default", *, n_shapes: int = 3000, lite_size: int = 224, fit_steps: int = 300,
-                  seed: int = 0, evaluate: bool = True) -> zoo.Entry:
+                  seed: int = 0, evaluate: bool = True, with_concepts: bool = False) -> zoo.Entry:
     """Fit on ``shapes`` + ``emoji`` train, measure held-out zero-shot, save as ``name`` in the registry."""
     start = time.perf_counter()
     trains = training_sets(n_shapes, seed)
-    clip, notes = fit_default(trains, lite_size=lite_size, fit_steps=fit_steps, seed=seed)
+    clip, notes = fit_default(trains, lite_size=lite_size, fit_steps=fit_steps, seed=seed,
+                              with_concepts=with_concepts)
     metrics = zero_shot_metrics(clip, test_sets(n_shapes, seed)) if evaluate else {}
     notes["build_s"] = round(time.perf_counter() - start, 1)
     data = " + ".join(f"{ds.name}/{ds.split}" for ds in trains)
@@ -118,10 +121,11 @@ def build_default(name: str = "default", *, n_shapes: int = 3000, lite_size: int
         "script": "python -m training.clip.default", "data": data, "n_shapes": n_shapes, "lite_size": lite_size,
         "fit_steps": fit_steps, "seed": seed, "positives": "shapes: equal captions; emoji: equal concepts",
         "captions": "dataset captions + emoji concept phrasings (training.clip.captions.emoji_phrasings)",
-        "towers": "both locked; projections and temperature fitted on precomputed features",
-        "image_head": "zoo.concepts.ConceptHead: the fitted projection mixed with the ConSE embedding of Lite0's "
-                      "ImageNet classifier (top-10 class names from timm.data.ImageNetInfo, in the service's "
-                      "prompts), weighted by its top probability; nothing in it fitted", "timing": notes})
+        "towers": "both locked; projections and temperature fitted on precomputed features", "timing": notes,
+        **({"image_head": "zoo.concepts.ConceptHead: the fitted projection mixed with the ConSE embedding of "
+                          "Lite0's ImageNet classifier (top-10 class names from timm.data.ImageNetInfo, in the "
+                          "service's prompts), weighted by its top probability; nothing in it fitted"}
+           if with_concepts else {})})
     log.info("default CLIP built in %.0f s", notes["build_s"])
     return zoo.save(clip, name)
 
@@ -132,12 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="default")
     parser.add_argument("--force", action="store_true", help="build a new version even if one exists")
     parser.add_argument("--no-eval", action="store_true", help="skip the held-out zero-shot figures (faster)")
+    parser.add_argument("--concept-head", action="store_true",
+                        help="mix in the ConSE embedding of Lite0's ImageNet classifier (zoo.concepts)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if not args.force and args.name in zoo.Registry().names():
         log.info("registry already holds %r; nothing to build", args.name)
         return 0
-    entry = build_default(args.name, evaluate=not args.no_eval)
+    entry = build_default(args.name, evaluate=not args.no_eval, with_concepts=args.concept_head)
     log.info("saved %s (%s)", entry.ref, entry.embedding_space)
     return 0
 
