@@ -71,3 +71,17 @@ def test_ssl_quality_trains_scores_and_compares_with_pixels(tmp_path):
                         "--out", str(tmp_path), "--no-progress", "--max-eval-train", "500")
     names = [r[0] for r in table_rows(out, "method")]
     assert "simclr" in names and "raw pixels" in names and "random init" in names
+
+
+@pytest.mark.slow
+def test_label_efficiency_tiny_prints_every_method_and_the_target_line(monkeypatch):
+    monkeypatch.setenv("SSLZOO_BUILTIN", "1")  # it compares the shipped encoders
+    out = run_benchmark("benchmarks.label_efficiency", "--tiny", "--encoders", "simclr")
+    rows = table_rows(out, "method")
+    assert {(r[0], r[1]) for r in rows} == {(method, labels) for labels in ("20", "40") for method in (
+        "simclr (a) frozen + linear", "simclr (b) fine-tuned", "simclr (c) same arch from scratch",
+        "(d) raw pixels + linear", "(e) EfficientNet-Lite0 ImageNet + linear")}
+    assert all(0.0 <= float(r[2]) <= 100.0 for r in rows)
+    assert re.search(r"gap simclr at 20 labels: \(a\) − \(c\) [+-][\d.]+ points, \(b\) − \(c\) [+-][\d.]+ points", out)
+    assert re.search(r"Target: SSL pre-training ahead of \(c\) by ≥ 5 points at 20 labels: (met|MISSED) "
+                     r"\(best of \(a\)/\(b\) minus \(c\): simclr [+-][\d.]+\)", out)
