@@ -38,8 +38,8 @@ def main(argv: Sequence[str] | None = None) -> dict[tuple[int, float], float]:
     test = load_dataset("fashion-mnist", "test")
     test = test.subset(np.arange(min(args.n, len(test))))
     tower = efficientnet_lite0_encoder(embed_dim=1000).eval()
-    logits = pooled(tower.backbone, tower.config.preprocess, test.images, "fashion-mnist/test") @ lite0_classifier()[0].T
-    logits = logits + lite0_classifier()[1]
+    weight, bias = lite0_classifier()
+    logits = pooled(tower.backbone, tower.config.preprocess, test.images, "fashion-mnist/test") @ weight.T + bias
     model = zoo.load("default")
     classes = imagenet_classes()
 

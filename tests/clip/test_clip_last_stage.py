@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from training.clip.captions import build_caption_table
+from training.clip.features import text_trunk_features
 from training.clip.last_stage import finetune_tail, stage_inputs
-from training.clip.locked_fit import fit_projections, image_features, text_features
+from training.clip.locked_fit import fit_projections, image_features
 from training.methods.clip import Clip
 from zoo.data import ImageDataset, load_dataset
 from zoo.errors import ConfigError
@@ -41,7 +42,7 @@ def test_finetune_trains_only_the_tail_and_lowers_the_loss() -> None:
     ds = load_dataset("shapes", "train", n=24, image_size=16)
     model = _pair(ds).model
     table = build_caption_table(ds, model.text.tokenizer, 12)
-    texts = text_features(model, table)
+    texts = text_trunk_features(model, table.texts)
     fit_projections(model, table, image_features(model, ds.images), texts, steps=5, batch_size=24, lr=1e-2)
     backbone = model.visual.backbone
     before = {k: v.clone() for k, v in backbone.state_dict().items()}

@@ -12,7 +12,8 @@ from PIL import Image
 
 import zoo
 from training.clip.captions import build_caption_table
-from training.clip.locked_fit import fit_projections, image_features, text_features
+from training.clip.features import text_trunk_features
+from training.clip.locked_fit import fit_projections, image_features
 from training.methods import METHODS
 from training.methods.clip import Clip
 from zoo.clip import ClipModel
@@ -162,7 +163,7 @@ def test_fast_path_heads_reproduce_trained_embeddings() -> None:
     ds = load_dataset("shapes", "train", n=32, image_size=16)
     method = _method(ds)
     model, table = method.model, build_caption_table(ds, method.model.text.tokenizer, 12)
-    feats, texts = image_features(model, ds.images, views=2), text_features(model, table)
+    feats, texts = image_features(model, ds.images, views=2), text_trunk_features(model, table.texts)
     assert feats.shape[:2] == (2, 32)
     result = fit_projections(model, table, feats, texts, steps=30, batch_size=32, lr=1e-2)
     assert result.losses[-1] < result.losses[0]

@@ -18,7 +18,6 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +29,6 @@ from training.methods.clip import clip_view, image_trunk_and_head
 from training.parts.losses.clip import ClipLoss
 from training.parts.views import BatchViews
 from zoo.clip import LOGIT_SCALE_MAX, ClipModel
-from zoo.text import trim_padding
 
 log = logging.getLogger(__name__)
 
@@ -96,16 +94,6 @@ def train_pairs(table: CaptionTable, text_feats: Tensor, embed_images: Callable[
         sched.step()
         losses.append(float(value.detach()))
     return losses
-
-
-@torch.inference_mode()
-def text_features(model: ClipModel, table: CaptionTable, batch_size: int = 256) -> Tensor:
-    """Pooled text-trunk features ``[M, F]`` of every caption row."""
-    tower: Any = model.text.tower  # pooled: the text towers' convention, not nn.Module's
-    tower.eval()
-    chunks = [tower.pooled(*trim_padding(table.ids[s : s + batch_size], table.mask[s : s + batch_size])).float()
-              for s in range(0, len(table.ids), batch_size)]
-    return torch.cat(chunks)
 
 
 @dataclass
