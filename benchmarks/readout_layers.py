@@ -9,7 +9,8 @@ the stages a shipped entry dropped can still be compared.
 For each registry reference, every stage's whole feature map (timm's ``forward_intermediates`` 1..4:
 ``layer1``..``layer4``, the numbering of ``model.readout_stages``; the map flattened to one vector, as
 the ``flatten`` readout does) is scored with the
-registry's weighted k-NN (k=20, T=0.07, cosine). The scores come from a validation split carved out
+registry's weighted k-NN (k=20, T=0.07, cosine), and so is its global average (the standard ``avg``
+readout: at the last stage, what a whole-network entry serves). The scores come from a validation split carved out
 of the dataset's *train* split (the last ``--val`` images; the bank is the rest), so choosing a
 readout here never looks at the test split. Each stage is also scored for a randomly initialised
 encoder of the same architecture, and raw pixels are scored on the same split: a stage only says
@@ -46,15 +47,16 @@ def readout_stages(encoder: ImageEncoder) -> list[int]:
 
 @torch.inference_mode()
 def stage_features(encoder: ImageEncoder, images: np.ndarray, stages: list[int],
-                   batch_size: int = 500) -> list[np.ndarray]:
-    """Each of ``stages``' flattened map ``[N, C·H·W]`` of uint8 ``[N, H, W, C]`` images."""
+                   batch_size: int = 500) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each of ``stages``' flattened map ``[N, C·H·W]`` and pooled map ``[N, C]`` of uint8 ``[N, H, W, C]`` images."""
     backbone = encoder.eval().backbone
-    chunks: list[list[torch.Tensor]] = []
+    chunks: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
     for start in range(0, len(images), batch_size):
         pixels = torch.from_numpy(preprocess_uint8(images[start : start + batch_size], encoder.config.preprocess))
         maps = backbone.forward_intermediates(pixels, indices=stages, intermediates_only=True)
-        chunks.append([m.flatten(1).float() for m in maps])
-    return [torch.cat([c[i] for c in chunks]).numpy() for i in range(len(stages))]
+        chunks.append([(m.flatten(1).float(), m.float().mean((2, 3))) for m in maps])
+    return [(torch.cat([c[i][0] for c in chunks]).numpy(), torch.cat([c[i][1] for c in chunks]).numpy())
+            for i in range(len(stages))]
 
 
 def load_encoder(ref: str) -> ImageEncoder:
@@ -85,15 +87,16 @@ def score(features: np.ndarray, labels: np.ndarray, val: int) -> float:
 
 
 def rows_for(ref: str, images: np.ndarray, labels: np.ndarray, val: int, seed: int) -> list[dict[str, Any]]:
-    """One row per stage: its map shape, the trained k-NN and the random twin's."""
+    """One row per stage: its map shape, the trained k-NN and the random twin's, whole map and pooled."""
     trained = load_encoder(ref)
     stages = readout_stages(trained)
     ours = stage_features(trained, images, stages)
     theirs = stage_features(random_twin(trained, seed), images, stages)
     maps = trained.backbone.forward_intermediates(
         torch.zeros(1, *trained.config.preprocess.input_size), indices=stages, intermediates_only=True)
-    return [{"ref": ref, "stage": stage, "map": "×".join(str(d) for d in m.shape[1:]), "dims": ours[i].shape[1],
-             "trained": score(ours[i], labels, val), "random": score(theirs[i], labels, val)}
+    return [{"ref": ref, "stage": stage, "map": "×".join(str(d) for d in m.shape[1:]), "dims": ours[i][0].shape[1],
+             "trained": score(ours[i][0], labels, val), "random": score(theirs[i][0], labels, val),
+             "trained_pooled": score(ours[i][1], labels, val), "random_pooled": score(theirs[i][1], labels, val)}
             for i, (stage, m) in enumerate(zip(stages, maps, strict=True))]
 
 
@@ -112,11 +115,12 @@ def main() -> None:
     labels = np.asarray(data.labels)
     print(f"# readout_layers: {args.data} train, k-NN of the last {args.val} images against the other "
           f"{len(data) - args.val}; raw pixels {score(pixel_features(data.images), labels, args.val):.4f}")
-    print("| encoder | stage | map (C×H×W) | dims | k-NN trained | k-NN random init |\n|---|---|---|---|---|---|")
+    print("| encoder | stage | map (C×H×W) | dims | k-NN trained | k-NN random init | pooled (C dims): trained "
+          "| pooled: random init |\n|---|---|---|---|---|---|---|---|")
     for ref in args.refs:
         for row in rows_for(ref, data.images, labels, args.val, args.seed):
             print(f"| {row['ref']} | {row['stage']} | {row['map']} | {row['dims']} | {row['trained']:.4f} "
-                  f"| {row['random']:.4f} |", flush=True)
+                  f"| {row['random']:.4f} | {row['trained_pooled']:.4f} | {row['random_pooled']:.4f} |", flush=True)
 
 
 if __name__ == "__main__":

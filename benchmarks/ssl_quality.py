@@ -4,6 +4,7 @@
     python -m benchmarks.ssl_quality --budget-s 20 --data digits       # a smoke run
     python -m benchmarks.ssl_quality --methods simclr,dino --budget-s 900
     python -m benchmarks.ssl_quality --jobs 2 --threads 1               # two methods at a time, one core each
+    python -m benchmarks.ssl_quality --shipped simclr,dino              # the shipped entries, no training
 
 Each method trains from its recipe (``training/recipes/METHOD_DATA.yaml``) for as many optimiser steps as
 fit ``--budget-s`` seconds of *training* (the step count is calibrated first by timing a few steps, so
@@ -17,6 +18,8 @@ map (``flatten``) instead of its global average (on aligned images it keeps wher
 the whole map after layer1 (``readout_stages: 1``, the shipped SimCLR's and DINO's readout).
 ``--jobs N`` trains N methods at once, each in its own process with ``--threads`` torch threads (the
 budget is per method and in wall-clock seconds, so say which: 600 s on one core is not 600 s on two).
+``--shipped simclr,dino`` trains nothing: it scores registry entries (the shipped ones by default) as
+they are served, each beside a random-init twin of its own config, with the same columns.
 Prints a markdown table and writes ``OUT/results.json``.
 """
 
@@ -37,9 +40,11 @@ from typing import Any
 
 import torch
 
+import zoo
 from training.config import EvalConfig, Recipe, apply_overrides, load_recipe
 from training.evaluate import evaluate_encoder, evaluate_features, pixel_features
 from training.run import build_run_encoder, load_eval_data, load_training_data, train_method
+from zoo.config import EncoderConfig
 from zoo.encoders import ImageEncoder, with_pooling
 
 RECIPES = Path(__file__).resolve().parents[1] / "training" / "recipes"
@@ -92,6 +97,27 @@ def map_knn(encoder: ImageEncoder, args: argparse.Namespace) -> dict[str, float]
         read = with_pooling(encoder, "flatten", stages).eval()
         out[key] = evaluate_encoder(read, *args.eval_data, config, args.seed)["knn_top1"]["value"]
     return out
+
+
+def shipped_rows(names: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Registry entries as served (their own readout), each followed by a random-init twin of its config."""
+    rows = []
+    for name in names:
+        encoder = zoo.load(name)
+        config = encoder.config
+        label = entry_label(config)
+        metrics = evaluate_encoder(encoder, *args.eval_data, args.eval_config, args.seed)
+        rows.append({"method": f"{name} (shipped)", "backbone": label, **_figures(metrics), **map_knn(encoder, args)})
+        torch.manual_seed(args.seed)
+        twin = ImageEncoder(config).eval()
+        metrics = evaluate_encoder(twin, *args.eval_data, args.eval_config, args.seed)
+        rows.append({"method": "random init", "backbone": label, **_figures(metrics), **map_knn(twin, args)})
+    return rows
+
+
+def entry_label(config: EncoderConfig) -> str:
+    """A registry entry's backbone and readout as the table names them."""
+    return f"{config.arch} (pool={config.pooling}, {config.embed_dim}-d)"
 
 
 def backbone_label(recipe: Recipe) -> str:
@@ -148,6 +174,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--jobs", type=int, default=1, help="methods trained at once, each in its own process")
     p.add_argument("--threads", type=int, help="torch threads per method (default: torch's, or cores // jobs)")
+    p.add_argument("--shipped", help="comma-separated registry entries to score as served, instead of training")
     args = p.parse_args()
     if args.jobs < 1 or (args.threads is not None and args.threads < 1):
         p.error("--jobs and --threads must be at least 1")
@@ -205,6 +232,16 @@ def main() -> None:
     if args.jobs > 1 and args.threads is None:
         args.threads = max(1, (os.cpu_count() or 1) // args.jobs)
     data = prepare(args, methods)
+    if args.shipped:
+        names = [n.strip() for n in args.shipped.split(",") if n.strip()]
+        print(f"# ssl_quality: shipped entries {', '.join(names)} as served, {torch.get_num_threads()} torch threads, "
+              f"{os.cpu_count()} CPUs; eval on {args.eval_data[1].name}/{args.eval_data[1].split} "
+              f"({len(args.eval_data[1])} images), bank/probe on {len(args.eval_data[0])}")
+        rows = shipped_rows(names, args) + baseline_rows({}, args, data)
+        print(table(rows))
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "shipped.json").write_text(json.dumps(rows, indent=2, default=str))
+        return
     print(f"# ssl_quality: {args.data}, {args.budget_s:.0f} s of training per method, {args.jobs} at a time with "
           f"{torch.get_num_threads()} torch threads each, {os.cpu_count()} CPUs; eval on {args.eval_data[1].name}/"
           f"{args.eval_data[1].split} ({len(args.eval_data[1])} images), bank/probe on {len(args.eval_data[0])}")

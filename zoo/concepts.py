@@ -9,10 +9,12 @@ first half for photographs (EfficientNet-Lite0: 75 % top-1), and its class names
 
 :class:`ConceptHead` keeps the fitted projection for what the classifier does not know (drawings,
 emoji, garments on black) and leans on the class names as far as the classifier is sure: with ``c``
-the top class probability, the image vector is ``(1 - c) · unit(projection) + c · unit(ConSE)``. A
-confident photograph answers by its class names; an image no ImageNet class fits keeps the fitted
-projection. Nothing in it is fitted on evaluation data: ``c`` is the classifier's own, ``top_k`` is
-the paper's 10, the class embeddings are the text tower's embeddings of the class names.
+the top class probability and ``w = clamp((c - gate) / (1 - gate), 0, 1)``, the image vector is
+``(1 - w) · unit(projection) + w · unit(ConSE)``. A confident photograph answers by its class names; an
+image no ImageNet class fits keeps the fitted projection. The gate exists because the classifier is
+also confidently wrong on some drawings; it is chosen on validation splits of the training data
+(``benchmarks/concept_gate.py``). ``top_k`` is the paper's 10, the class embeddings are the text
+tower's embeddings of the class names.
 
 It takes the place of timm's linear head (``classifier`` of an EfficientNet, ``fc`` of a ResNet: the
 model's ``pretrained_cfg["classifier"]``), which is the projection of every sslzoo CNN, so the weights
@@ -31,7 +33,7 @@ from zoo.errors import ConfigError
 
 
 class ConceptHead(nn.Module):
-    """``(1 - c) · unit(W x) + c · unit(Σ_topk p_k e_k)``, ``p = softmax(classifier(x))``, ``c = max p``."""
+    """``(1 - w) · unit(W x) + w · unit(Σ_topk p_k e_k)``, ``p = softmax(classifier(x))``, ``w`` gated ``max p``."""
 
     def __init__(self, projection: nn.Linear, config: ConceptHeadConfig) -> None:
         super().__init__()
@@ -39,6 +41,7 @@ class ConceptHead(nn.Module):
         self.classes = nn.Linear(projection.in_features, config.classes)
         self.class_embeddings = nn.Parameter(torch.zeros(config.classes, projection.out_features))
         self.top_k = config.top_k
+        self.gate = config.gate
 
     @property
     def out_features(self) -> int:
@@ -51,8 +54,8 @@ class ConceptHead(nn.Module):
         probs = torch.softmax(self.classes(features), dim=-1)
         top, index = probs.topk(self.top_k, dim=-1)
         names = F.normalize((top.unsqueeze(-1) * self.class_embeddings[index]).sum(dim=1), dim=-1)
-        confidence = top[:, :1]
-        return (1 - confidence) * fitted + confidence * names
+        weight = ((top[:, :1] - self.gate) / (1.0 - self.gate)).clamp(0.0, 1.0)
+        return (1 - weight) * fitted + weight * names
 
 
 def install_concept_head(backbone: nn.Module, config: ConceptHeadConfig | None) -> nn.Module:

@@ -109,14 +109,22 @@ class TextConfig:
 
 @dataclass(frozen=True)
 class ConceptHeadConfig:
-    """The shape of a :class:`ConceptHead`: how many classes its classifier has, how many it mixes."""
+    """The shape of a :class:`ConceptHead`: how many classes its classifier has, how many it mixes.
+
+    ``gate`` is the classifier confidence below which the class names get no say (above it their
+    weight rises linearly to 1): an ImageNet classifier is sure of itself on photographs and, now and
+    then, wrongly sure on drawings.
+    """
 
     classes: int
     top_k: int = 10
+    gate: float = 0.0
 
     def __post_init__(self) -> None:
         if self.classes < 1 or not 1 <= self.top_k <= self.classes:
             raise ConfigError(f"a concept head needs classes >= 1 and 1 <= top_k <= classes, got {self}")
+        if not 0.0 <= self.gate < 1.0:
+            raise ConfigError(f"a concept head's gate is a confidence in [0, 1), got {self.gate}")
 
 
 @dataclass(frozen=True)

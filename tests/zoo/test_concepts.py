@@ -52,12 +52,30 @@ def test_a_sure_classifier_answers_by_the_class_name_and_an_unsure_one_by_the_pr
     assert p.max() < 0.2 and torch.allclose(unsure, (1 - p.max()) * fitted + p.max() * names, atol=1e-5)
 
 
+def test_below_the_gate_the_projection_answers_alone_and_above_it_the_names_weigh_in_linearly() -> None:
+    head, x = _head(), torch.randn(1, 5)
+    fitted = F.normalize(head.projection(x), dim=-1)
+    with torch.no_grad():
+        head.classes.weight.zero_()
+        head.gate = 0.5
+        head.classes.bias.copy_(torch.tensor([0.0, 0.5, 0, 0, 0, 0]))  # top probability about 0.25: under the gate
+        assert torch.allclose(head(x), fitted, atol=1e-6)
+        head.classes.bias.copy_(torch.tensor([0.0, 2.5, 0, 0, 0, 0]))  # top probability about 0.71
+        p = torch.softmax(head.classes.bias, dim=0)
+        top, index = p.topk(3)
+        names = F.normalize((top[:, None] * head.class_embeddings[index]).sum(0), dim=0)
+        weight = (p.max() - 0.5) / 0.5
+        assert torch.allclose(head(x), (1 - weight) * fitted + weight * names, atol=1e-5)
+    with pytest.raises(ConfigError, match="gate"):
+        ConceptHeadConfig(classes=3, gate=1.0)
+
+
 def test_config_round_trips_and_configs_without_a_head_keep_their_keys() -> None:
     plain = EncoderConfig(arch="resnet18")
     assert "concepts" not in plain.to_dict()  # configs written before the field keep their bytes
-    withhead = plain.replace(concepts=ConceptHeadConfig(classes=10, top_k=4))
+    withhead = plain.replace(concepts=ConceptHeadConfig(classes=10, top_k=4, gate=0.6))
     again = EncoderConfig.from_dict(json.loads(json.dumps(withhead.to_dict())))
-    assert again == withhead and again.concepts == ConceptHeadConfig(10, 4)
+    assert again == withhead and again.concepts == ConceptHeadConfig(10, 4, 0.6)
     with pytest.raises(ConfigError, match="top_k"):
         ConceptHeadConfig(classes=3, top_k=4)
 

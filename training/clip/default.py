@@ -66,10 +66,11 @@ def test_sets(n_shapes: int, seed: int) -> list[ImageDataset]:
 
 
 def fit_default(trains: list[ImageDataset], *, lite_size: int = 224, fit_steps: int = 300,
-                seed: int = 0, with_concepts: bool = False) -> tuple[ClipModel, dict[str, Any]]:
+                seed: int = 0, concept_gate: float | None = None) -> tuple[ClipModel, dict[str, Any]]:
     """Fit the locked-towers CLIP on the union of ``trains``; returns the pair and timing notes.
 
     Shapes captions are positives when their texts match; emoji captions when their concept matches.
+    A ``concept_gate`` wraps the image head in a :class:`~zoo.concepts.ConceptHead` with that gate.
     """
     torch.manual_seed(seed)
     method = Clip.from_dataset(trains[0], image="efficientnet_lite0", text="minilm", embed_dim=256,
@@ -92,13 +93,13 @@ def fit_default(trains: list[ImageDataset], *, lite_size: int = 224, fit_steps: 
              "captions": len(table.texts)}
     log.info("default CLIP: %s", notes)
     clip = method.encoder().eval()
-    return (with_concept_head(clip) if with_concepts else clip), notes
+    return (clip if concept_gate is None else with_concept_head(clip, gate=concept_gate)), notes
 
 
-def with_concept_head(model: ClipModel, top_k: int = 10) -> ClipModel:
+def with_concept_head(model: ClipModel, top_k: int = 10, gate: float = 0.0) -> ClipModel:
     """``model`` with its linear image projection wrapped in a :class:`ConceptHead` over ImageNet's classes."""
     classes = imagenet_classes()
-    config = ConceptHeadConfig(classes=len(classes), top_k=top_k)
+    config = ConceptHeadConfig(classes=len(classes), top_k=top_k, gate=gate)
     head = concept_head(install_concept_head(model.visual.backbone, config))
     weight, bias = lite0_classifier()
     set_concepts(head, weight, bias, class_embeddings(model, classes))
@@ -108,12 +109,12 @@ def with_concept_head(model: ClipModel, top_k: int = 10) -> ClipModel:
 
 
 def build_default(name: str = "default", *, n_shapes: int = 3000, lite_size: int = 224, fit_steps: int = 300,
-                  seed: int = 0, evaluate: bool = True, with_concepts: bool = False) -> zoo.Entry:
+                  seed: int = 0, evaluate: bool = True, concept_gate: float | None = None) -> zoo.Entry:
     """Fit on ``shapes`` + ``emoji`` train, measure held-out zero-shot, save as ``name`` in the registry."""
     start = time.perf_counter()
     trains = training_sets(n_shapes, seed)
     clip, notes = fit_default(trains, lite_size=lite_size, fit_steps=fit_steps, seed=seed,
-                              with_concepts=with_concepts)
+                              concept_gate=concept_gate)
     metrics = zero_shot_metrics(clip, test_sets(n_shapes, seed)) if evaluate else {}
     notes["build_s"] = round(time.perf_counter() - start, 1)
     data = " + ".join(f"{ds.name}/{ds.split}" for ds in trains)
@@ -124,8 +125,9 @@ def build_default(name: str = "default", *, n_shapes: int = 3000, lite_size: int
         "towers": "both locked; projections and temperature fitted on precomputed features", "timing": notes,
         **({"image_head": "zoo.concepts.ConceptHead: the fitted projection mixed with the ConSE embedding of "
                           "Lite0's ImageNet classifier (top-10 class names from timm.data.ImageNetInfo, in the "
-                          "service's prompts), weighted by its top probability; nothing in it fitted"}
-           if with_concepts else {})})
+                          "service's prompts), weighted by its top probability above the gate "
+                          f"{concept_gate} (chosen on validation splits: benchmarks/concept_gate.py)"}
+           if concept_gate is not None else {})})
     log.info("default CLIP built in %.0f s", notes["build_s"])
     return zoo.save(clip, name)
 
@@ -138,12 +140,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-eval", action="store_true", help="skip the held-out zero-shot figures (faster)")
     parser.add_argument("--concept-head", action="store_true",
                         help="mix in the ConSE embedding of Lite0's ImageNet classifier (zoo.concepts)")
+    parser.add_argument("--concept-gate", type=float, default=0.0,
+                        help="with --concept-head: the classifier confidence below which class names get no say")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if not args.force and args.name in zoo.Registry().names():
         log.info("registry already holds %r; nothing to build", args.name)
         return 0
-    entry = build_default(args.name, evaluate=not args.no_eval, with_concepts=args.concept_head)
+    entry = build_default(args.name, evaluate=not args.no_eval,
+                          concept_gate=args.concept_gate if args.concept_head else None)
     log.info("saved %s (%s)", entry.ref, entry.embedding_space)
     return 0
 
