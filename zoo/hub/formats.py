@@ -364,7 +364,7 @@ def timm_config(raw: dict[str, Any], context: Context) -> tuple[EncoderConfig, A
     pool = _timm_pool(backbone)
     if pool not in _TIMM_POOL_TO_CONTRACT:
         raise ConfigError(f"{context.repo_id}: timm pooling {pool!r} of {arch} has no place in the embedding "
-                          f"contract (cls/mean/avg)")
+                          f"contract (cls/mean/avg/map)")
     arch_args.setdefault("global_pool", pool)
     pooling = _TIMM_POOL_TO_CONTRACT[pool] if _is_transformer(backbone) else "avg"
     convention = context.known.pooling if context.known is not None else None
