@@ -22,7 +22,12 @@ from typing import Any, TypeVar
 from zoo.errors import ConfigError
 
 CONFIG_VERSION = 2
-POOLINGS = ("cls", "mean", "avg", "flatten")
+#: How tokens or a feature map become one vector (zoo.encoders realises each): ``cls`` the class token,
+#: ``mean`` the mean of a ViT's patch tokens, ``avg`` a CNN's global average pool, ``flatten`` a CNN's whole
+#: final map, ``cls_mean`` the class token concatenated with the mean of the patch tokens (registers left
+#: out; width 2·D: DINOv2's and DINOv3's linear-probe read-out), ``map`` timm's attention-pooling head
+#: (SigLIP's, whose weights it has).
+POOLINGS = ("cls", "mean", "avg", "flatten", "cls_mean", "map")
 METRICS = ("cosine", "dot")
 
 #: Fields a saved config must state: the network, the embedding contract, how images are prepared, the

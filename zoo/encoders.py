@@ -24,9 +24,10 @@ from zoo.config import EncoderConfig, PreprocessConfig
 from zoo.errors import ConfigError
 from zoo.preprocess import preprocess_batch, preprocess_uint8
 
-# How each pooling in the contract is asked of timm. ViTs pool with ``global_pool='token'|'avg'``,
-# CNNs with ``global_pool='avg'``; ``flatten`` asks for no pooling and installs :class:`FlattenMap`.
-_TIMM_POOL = {"cls": "token", "mean": "avg", "avg": "avg", "flatten": ""}
+# How each pooling in the contract is asked of timm. ViTs pool with ``global_pool='token'|'avg'|'map'``,
+# CNNs with ``global_pool='avg'``; ``flatten`` and ``cls_mean`` ask for no pooling and install a module
+# that reads the unpooled output (:class:`FlattenMap`, :class:`ClsPatchMean`).
+_TIMM_POOL = {"cls": "token", "mean": "avg", "avg": "avg", "flatten": "", "cls_mean": "", "map": "map"}
 _TRANSFORMER_PREFIXES = ("vit", "deit", "eva")
 EMBED_BATCH = 64
 
@@ -48,15 +49,52 @@ class FlattenMap(nn.Module):
         return x.flatten(1)
 
 
-def install_pooling(backbone: nn.Module, pooling: str) -> nn.Module:
-    """Put :class:`FlattenMap` in place of a CNN's (empty) global pool for ``flatten``; else leave it be."""
-    if pooling != "flatten":
-        return backbone
+class ClsPatchMean(nn.Module):
+    """The ``cls_mean`` pooling: a ViT's class token concatenated with the mean of its patch tokens.
+
+    DINOv2's and DINOv3's linear probes read features out this way (``x_norm_clstoken`` beside
+    ``x_norm_patchtokens.mean(1)``, a ``2·D`` vector): the class token alone loses the spatial average that
+    the patch tokens carry. Register tokens sit between the two and are left out, as upstream does. It has
+    no parameters and takes the place of timm's (empty) classifier, so the state dict stays timm's own.
+    """
+
+    def __init__(self, num_prefix_tokens: int) -> None:
+        super().__init__()
+        self.num_prefix_tokens = num_prefix_tokens
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """``[B, N, D]`` normalised tokens (class token first) → ``[B, 2·D]``."""
+        return torch.cat([tokens[:, 0], tokens[:, self.num_prefix_tokens :].mean(dim=1)], dim=-1)
+
+
+def _install_flatten(backbone: nn.Module) -> nn.Module:
     if _is_transformer(backbone) or not isinstance(getattr(backbone, "global_pool", None), nn.Module):
         raise ConfigError(f"pooling 'flatten' needs a CNN with a timm 'global_pool' ({type(backbone).__name__} "
                           "has none); use 'avg', or 'cls'/'mean' for a ViT")
     backbone.global_pool = FlattenMap()
     return backbone
+
+
+def _install_cls_mean(backbone: nn.Module) -> nn.Module:
+    unpooled = _is_transformer(backbone) and getattr(backbone, "global_pool", None) == ""
+    if not unpooled or getattr(backbone, "cls_token", None) is None:
+        raise ConfigError(f"pooling 'cls_mean' needs a timm ViT with a class token built with global_pool='' "
+                          f"({type(backbone).__name__} is not one); use 'cls' or 'mean'")
+    if not isinstance(getattr(backbone, "head", None), nn.Identity):
+        raise ConfigError("pooling 'cls_mean' reads the tokens themselves: it cannot be combined with a "
+                          "classifier or projection head (num_classes must be 0)")
+    backbone.head = ClsPatchMean(int(getattr(backbone, "num_prefix_tokens")))  # noqa: B009
+    return backbone
+
+
+# Poolings timm cannot ask for by name: a parameter-free module is installed in the backbone instead.
+_INSTALLED_POOLINGS = {"flatten": _install_flatten, "cls_mean": _install_cls_mean}
+
+
+def install_pooling(backbone: nn.Module, pooling: str) -> nn.Module:
+    """Install the module of a pooling timm has no name for (``flatten``, ``cls_mean``); else leave it be."""
+    install = _INSTALLED_POOLINGS.get(pooling)
+    return install(backbone) if install is not None else backbone
 
 
 _RESNET_STAGES = ("layer1", "layer2", "layer3", "layer4")
@@ -91,8 +129,15 @@ def build_backbone(config: EncoderConfig) -> nn.Module:
     return install_concept_head(install_pooling(backbone, config.pooling), config.concepts)
 
 
-def _output_width(backbone: nn.Module, pooling: str, preprocess: PreprocessConfig) -> int:
-    """Width of the backbone's vectors: timm's for pooled outputs, measured once for a flattened map."""
+def timm_pool_arg(pooling: str) -> str:
+    """The ``global_pool`` argument that asks timm for a pooling of the contract (``''`` for installed ones)."""
+    return _TIMM_POOL.get(pooling, pooling)
+
+
+def output_width(backbone: nn.Module, pooling: str, preprocess: PreprocessConfig) -> int:
+    """Width of the backbone's vectors: timm's when pooled, twice the tokens' for ``cls_mean``, else measured."""
+    if pooling == "cls_mean":
+        return 2 * int(getattr(backbone, "num_features"))  # noqa: B009
     if pooling != "flatten":
         return timm_width(backbone)
     was_training = backbone.training
@@ -112,7 +157,7 @@ class ImageEncoder(nn.Module):
         if backbone is None:
             backbone = build_backbone(config)
         self.backbone: nn.Module = backbone
-        width = _output_width(self.backbone, config.pooling, config.preprocess)
+        width = output_width(self.backbone, config.pooling, config.preprocess)
         if config.embed_dim != width:
             raise ConfigError(f"config says embed_dim={config.embed_dim} but {config.arch} gives {width}")
 
@@ -229,7 +274,8 @@ def build_encoder(
         arch: A preset name (``vit_tiny``, ``resnet_narrow``, ...) or a timm architecture name.
         img_size: Input resolution; given to ViTs, and recorded in the preprocessing for all.
         in_chans: 1 for grey images, 3 for colour.
-        pooling: ``cls`` or ``mean`` for ViTs, ``avg`` or ``flatten`` (the whole final map) for CNNs; the
+        pooling: ``cls``, ``mean`` or ``cls_mean`` (both) for ViTs, ``map`` for ViTs with an attention-pool
+            head, ``avg`` or ``flatten`` (the whole final map) for CNNs; the
             preset's choice by default.
         embed_dim: Adds a linear projection to this width (timm's head); the backbone's width if None.
         normalize: Whether vectors are L2-normalised (metric ``cosine``) or not (``dot``).
@@ -256,7 +302,7 @@ def build_encoder(
     config = EncoderConfig(
         arch=arch,
         arch_args=args,
-        embed_dim=_output_width(backbone, pooling, preprocess),
+        embed_dim=output_width(backbone, pooling, preprocess),
         pooling=pooling,
         normalize=normalize,
         metric="cosine" if normalize else "dot",
@@ -286,5 +332,5 @@ def with_pooling(encoder: ImageEncoder, pooling: str | None = None, stages: int 
     kept = backbone.state_dict()
     trained = encoder.backbone.state_dict()
     load_strict(backbone, {k: v for k, v in trained.items() if k in kept}, "the trained backbone")
-    config = config.replace(embed_dim=_output_width(backbone, pooling, encoder.config.preprocess))
+    config = config.replace(embed_dim=output_width(backbone, pooling, encoder.config.preprocess))
     return ImageEncoder(config, backbone).train(encoder.training)

@@ -54,14 +54,20 @@ def _entry_config(folder: Path) -> dict[str, Any]:
     return raw if isinstance(raw, dict) else {}
 
 
-def readout_tag(config: dict[str, Any]) -> dict[str, str]:
-    """``{"pooling": "flatten"}`` when the entry reads its weights out that way, else nothing.
+#: Poolings with no weights of their own that read a backbone out differently from the poolings older entries
+#: used: tagged into the embedding-space id.
+TAGGED_READOUTS = ("flatten", "cls_mean")
 
-    Pooling has no weights, so the same weights read out with ``avg`` and with ``flatten`` give two
-    different spaces that the weight hashes alone would not tell apart. Other poolings keep the ids
-    they always had.
+
+def readout_tag(config: dict[str, Any]) -> dict[str, str]:
+    """``{"pooling": "flatten"}`` (or ``cls_mean``) when the entry reads its weights out that way, else nothing.
+
+    Pooling has no weights, so the same weights read out with ``avg`` and with ``flatten`` (``cls`` and
+    ``cls_mean``) give two different spaces that the weight hashes alone would not tell apart. Other
+    poolings keep the ids they always had.
     """
-    return {"pooling": "flatten"} if config.get("pooling") == "flatten" else {}
+    pooling = config.get("pooling")
+    return {"pooling": pooling} if pooling in TAGGED_READOUTS else {}
 
 
 def external_hashes(folder: Path, config: dict[str, Any]) -> dict[str, str]:

@@ -85,3 +85,11 @@ def test_label_efficiency_tiny_prints_every_method_and_the_target_line(monkeypat
     assert re.search(r"gap simclr at 20 labels: \(a\) − \(c\) [+-][\d.]+ points, \(b\) − \(c\) [+-][\d.]+ points", out)
     assert re.search(r"Target: SSL pre-training ahead of \(c\) by ≥ 5 points at 20 labels: (met|MISSED) "
                      r"\(best of \(a\)/\(b\) minus \(c\): simclr [+-][\d.]+\)", out)
+
+
+@pytest.mark.slow
+def test_catalogue_parity_reduced_prints_a_matching_row_per_entry():
+    out = run_benchmark("benchmarks.catalogue_parity", "--reduced", "--only", "dinov2-vits14-reg4", "ijepa-vith14")
+    rows = table_rows(out, "entry")
+    assert [(r[0], r[2]) for r in rows] == [("dinov2-vits14-reg4", "cls_mean"), ("ijepa-vith14", "mean")]
+    assert all(float(r[6]) < 1e-5 and float(r[7]) > 0.99999 for r in rows), out

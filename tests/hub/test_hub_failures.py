@@ -84,17 +84,21 @@ def test_repos_sslzoo_cannot_load(hub_server, repo_id):
     seed_repo(hub_server.root, repo_id, {"README.md": b"# just words\n", "data.csv": b"a,b\n1,2\n"})
     with pytest.raises(ConfigError, match="not a model repo sslzoo can load"):
         hub.pull(repo_id, endpoint=hub_server.url)
-    seed_repo(hub_server.root, repo_id, {"config.json": b'{"model_type": "ijepa", "architectures": ["IJepaModel"]}',
+    seed_repo(hub_server.root, repo_id, {"config.json": b'{"model_type": "bert", "architectures": ["BertModel"]}',
                                          "model.safetensors": b"\0" * 16}, message="transformers layout")
-    with pytest.raises(ConfigError, match="transformers repo \\(model_type 'ijepa'\\)"):
+    with pytest.raises(ConfigError, match=r"transformers repo \(model_type 'bert'\).*model type ijepa only"):
         hub.pull(repo_id, endpoint=hub_server.url)
     with pytest.raises(ConfigError, match="is not a timm repo"):
         hub.pull(repo_id, endpoint=hub_server.url, format="timm")
 
 
-def test_catalogue_checkpoint_in_an_unsupported_layout_is_refused_before_any_download():
-    with pytest.raises(ConfigError, match=r"ijepa-vith14 .*transformers checkpoint"):
-        hub.pull("ijepa-vith14", endpoint="http://127.0.0.1:9")  # nothing listens there: no request is made
+def test_catalogue_checkpoint_in_an_unsupported_layout_is_refused_before_any_download(monkeypatch):
+    from zoo.hub import catalogue
+
+    gguf = catalogue.CatalogueEntry("llm-gguf", "acme/some-gguf", "none", "none", "mit", "gguf", notes="no converter")
+    monkeypatch.setattr(catalogue, "CATALOGUE", (*catalogue.CATALOGUE, gguf))
+    with pytest.raises(ConfigError, match=r"llm-gguf .*gguf checkpoint.*no converter"):
+        hub.pull("llm-gguf", endpoint="http://127.0.0.1:9")  # nothing listens there: no request is made
 
 
 def test_connection_dropped_mid_body_then_server_down(pushed, hub_server, hf_cache):

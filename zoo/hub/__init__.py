@@ -2,9 +2,10 @@
 
 - :mod:`zoo.hub.transfer` — :func:`push` and :func:`pull` through ``huggingface_hub`` (cache, offline
   mode, tokens), every download checked against the Hub's hashes;
-- :mod:`zoo.hub.formats` — the repo layouts a pull understands (sslzoo, timm, open_clip) and how each
-  becomes an entry;
+- :mod:`zoo.hub.formats` — the repo layouts a pull understands (sslzoo, timm, open_clip, transformers) and
+  how each becomes an entry;
 - :mod:`zoo.hub.openclip` — open_clip models converted to :class:`zoo.clip.ClipModel`;
+- :mod:`zoo.hub.ijepa` — I-JEPA's transformers checkpoints converted to timm ViTs;
 - :mod:`zoo.hub.catalogue` — recommended real checkpoints, as data.
 
 The package stands on the registry and encoders and under the :mod:`zoo.api` façade: it resolves

@@ -3,14 +3,19 @@
 * ``sslzoo``: an entry's folder (``manifest.json`` + our ``config.json``), pushed by :func:`zoo.hub.push`
   or uploaded as it is (``hf upload``, ``git push``): the manifest alone says which files make the entry;
 * ``open_clip``: ``open_clip_config.json`` + ``open_clip_model.safetensors`` (image and text towers);
-* ``timm``: timm's ``config.json`` (``architecture``, ``pretrained_cfg``, ``model_args``) + ``model.safetensors``.
+* ``timm``: timm's ``config.json`` (``architecture``, ``pretrained_cfg``, ``model_args``) + ``model.safetensors``;
+* ``transformers``: a transformers ``config.json`` (``model_type``) + ``model.safetensors`` of a model type
+  sslzoo converts to a timm twin (I-JEPA's ``IJepaModel``, :mod:`zoo.hub.ijepa`); other model types are
+  refused with that list.
 
 Formats are registered in order of preference by :func:`register_format`; a repo offering several
 (timm's CLIP repos carry both timm and open_clip files) gets the first unless the caller names one.
 Each format plans the files to download (safe types only: a format whose weights exist only as a
 pickle raises :class:`UnsafeWeightsError` before anything big is downloaded) and turns the download
 into a registry entry with the embedding contract of the source: pooling, normalisation and
-preprocessing from the repo's own config, licence from its config or model card (or the catalogue).
+preprocessing from the repo's own config, licence from its config or model card (or the catalogue), and
+the read-out of the method's own evaluation where the catalogue records one (DINOv2's class token + patch
+mean) in place of the repo's default.
 """
 
 from __future__ import annotations
@@ -40,7 +45,11 @@ ARRAY_SUFFIXES = (".npz",)
 #: File types a pull may download: weights as safetensors, ONNX graphs, plain arrays, inert text or images.
 SAFE_SUFFIXES = (".safetensors", ".json", ".onnx", ".md", ".txt", ".png", ".jpg", ".jpeg", ".svg", ".yaml", ".yml",
                  *ARRAY_SUFFIXES)
-_TIMM_POOL_TO_CONTRACT = {"token": "cls", "avg": "mean"}
+_TIMM_POOL_TO_CONTRACT = {"token": "cls", "avg": "mean", "map": "map"}
+#: transformers model types a pull converts (each by its module in zoo.hub), and the weights file they need.
+TRANSFORMERS_MODEL_TYPES = ("ijepa",)
+TRANSFORMERS_WEIGHTS = "model.safetensors"
+TRANSFORMERS_PREPROCESSOR = "preprocessor_config.json"  # optional: the eval preprocessing, when the repo has it
 
 
 @dataclass(frozen=True)
@@ -112,7 +121,8 @@ def choose(files: set[str], read_json: JsonReader, requested: str | None, repo_i
         raw = read_json(CONFIG)
         if isinstance(raw, dict) and "model_type" in raw:
             raise ConfigError(f"{repo_id} is a transformers repo (model_type {raw['model_type']!r}); sslzoo loads "
-                              f"{', '.join(formats())} repos")
+                              f"{', '.join(formats())} repos, and converts transformers repos of model type "
+                              f"{', '.join(TRANSFORMERS_MODEL_TYPES)} only")
     raise ConfigError(f"{repo_id} is not a model repo sslzoo can load: it needs manifest.json (sslzoo), "
                       "open_clip_config.json + open_clip_model.safetensors (open_clip) or timm's config.json + "
                       f"model.safetensors; its files: {sorted(files)[:12]}")
@@ -339,9 +349,10 @@ def timm_config(raw: dict[str, Any], context: Context) -> tuple[EncoderConfig, A
 
     The model is built exactly as timm builds it from the same file (``model_args`` and
     ``num_classes``), so its forward equals timm's; the pooling timm uses is recorded in ``arch_args``
-    so the entry never depends on timm's defaults.
+    so the entry never depends on timm's defaults. A catalogue entry's ``pooling`` (the method's own
+    read-out) replaces the repo's: the same network, its tokens read out another way.
     """
-    from zoo.encoders import _is_transformer, create_timm, timm_width
+    from zoo.encoders import _is_transformer, create_timm, install_pooling, output_width, timm_pool_arg
 
     pretrained_cfg = raw.get("pretrained_cfg", raw)
     arch = raw["architecture"]
@@ -353,12 +364,55 @@ def timm_config(raw: dict[str, Any], context: Context) -> tuple[EncoderConfig, A
     pool = _timm_pool(backbone)
     if pool not in _TIMM_POOL_TO_CONTRACT:
         raise ConfigError(f"{context.repo_id}: timm pooling {pool!r} of {arch} has no place in the embedding "
-                          f"contract (cls/mean/avg)")
+                          f"contract (cls/mean/avg/map)")
     arch_args.setdefault("global_pool", pool)
     pooling = _TIMM_POOL_TO_CONTRACT[pool] if _is_transformer(backbone) else "avg"
+    convention = context.known.pooling if context.known is not None else None
+    if convention is not None and convention != pooling:
+        pooling, arch_args["global_pool"] = convention, timm_pool_arg(convention)
+        backbone = install_pooling(create_timm(arch, arch_args), pooling)
+    preprocess = timm_preprocess(pretrained_cfg)
     facts = provenance(context, pretrained_cfg.get("license"))
-    config = EncoderConfig(arch=arch, arch_args=arch_args, embed_dim=timm_width(backbone), pooling=pooling,
-                           normalize=True, metric="cosine", preprocess=timm_preprocess(pretrained_cfg),
+    config = EncoderConfig(arch=arch, arch_args=arch_args, embed_dim=output_width(backbone, pooling, preprocess),
+                           pooling=pooling, normalize=True, metric="cosine", preprocess=preprocess,
                            method=facts["method"], license=facts["license"], source=context.source,
                            data=facts["data"])
     return with_hub(config, context), backbone
+
+
+# -- transformers ----------------------------------------------------------------------------------
+def transformers_model_type(raw: Any) -> str | None:
+    """A transformers ``config.json``'s ``model_type`` (timm's config has ``architecture`` instead)."""
+    return str(raw["model_type"]) if isinstance(raw, dict) and isinstance(raw.get("model_type"), str) else None
+
+
+@register_format
+class TransformersFormat:
+    """A transformers repo of a model type sslzoo converts to a timm twin (``ijepa``: :mod:`zoo.hub.ijepa`).
+
+    Only the converted types are claimed; any other transformers repo falls through to :func:`choose`'s
+    refusal, which names the types that convert.
+    """
+
+    name = "transformers"
+
+    def plan(self, repo_id: str, files: set[str], read_json: JsonReader) -> list[str] | None:
+        if CONFIG not in files or transformers_model_type(read_json(CONFIG)) not in TRANSFORMERS_MODEL_TYPES:
+            return None
+        if TRANSFORMERS_WEIGHTS not in files:
+            pickles = [f for f in files if is_pickle(f)]
+            if pickles:
+                raise pickles_refusal(repo_id, pickles, TRANSFORMERS_WEIGHTS)
+            raise ConfigError(f"{repo_id}: a transformers repo without a single {TRANSFORMERS_WEIGHTS} (sharded "
+                              "checkpoints are not converted)")
+        optional = [TRANSFORMERS_PREPROCESSOR] if TRANSFORMERS_PREPROCESSOR in files else []
+        return [CONFIG, TRANSFORMERS_WEIGHTS, *optional]
+
+    def register(self, context: Context, name: str, registry: Registry) -> Entry:
+        from zoo.hub import ijepa
+        from zoo.torch_backend import model_files
+
+        facts = provenance(context, None)
+        encoder = ijepa.convert(context.folder, source=context.source, license=facts["license"],
+                                method=facts["method"] if context.known else "ijepa", data=facts["data"])
+        return registry.save_entry(name, with_hub(encoder.config, context), model_files(encoder))

@@ -9,9 +9,10 @@ A pull:
 
 1. resolves the revision to a commit sha and lists the repo's files (from the cache when offline);
 2. picks the repo's format from the files it declares (:mod:`zoo.hub.formats`: an sslzoo entry, a timm
-   or an open_clip repo) and downloads only the files that format needs — safetensors, JSON, ONNX,
-   Markdown, inert images and ``.npz`` arrays (read back without unpickling before anything is
-   registered); a repo that offers only pickle weights is refused before anything big is downloaded;
+   or an open_clip repo, or a transformers repo sslzoo converts) and downloads only the files that format
+   needs — safetensors, JSON, ONNX, Markdown, inert images and ``.npz`` arrays (read back without
+   unpickling before anything is registered); a repo that offers only pickle weights is refused before
+   anything big is downloaded;
 3. checks every downloaded file's size and hash against the Hub's own metadata (the LFS sha256 or git
    blob id) and, for sslzoo entries, against ``manifest.json``; a file that fails is removed from the
    cache so that the next pull downloads it again, and nothing is registered;
@@ -279,7 +280,7 @@ def pull(ref_or_repo: str, *, revision: str | None = None, endpoint: str | None 
         registry: Where to register; the one under ``$SSLZOO_HOME`` by default.
         token: A Hub token for private repos; huggingface_hub's own lookup (``HF_TOKEN``...) when None.
         cache_dir: The huggingface_hub cache; ``$HF_HUB_CACHE`` by default.
-        format: ``sslzoo``, ``timm`` or ``open_clip`` to choose among several a repo offers.
+        format: ``sslzoo``, ``timm``, ``open_clip`` or ``transformers`` to choose among several a repo offers.
 
     Returns:
         The registered entry; its config's ``hub`` records repo_id, revision, commit and format.
