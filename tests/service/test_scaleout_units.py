@@ -103,6 +103,27 @@ def test_concurrent_searches_with_their_own_k_get_what_a_lone_search_gets(tmp_pa
     store.close()
 
 
+def test_merged_exact_searches_take_the_matrix_product_and_find_what_one_by_one_finds(tmp_path: Path):
+    import faiss
+
+    from service.index.faiss_sqlite import BLAS_FROM_QUERIES
+
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(3000, 32)).astype(np.float32)
+    store = LocalIndexStore(tmp_path)
+    index = store.create(IndexSpec(name="b", embedding_space="x", dim=32))
+    index.upsert([f"i{i}" for i in range(3000)], vectors, [{}] * 3000)
+    queries = vectors[:16] + 0.05
+    one_by_one = [index.search(q[None], 10)[0] for q in queries]
+    together = index.search(queries, 10)
+    # FAISS compares queries x width with its threshold: a merged batch of BLAS_FROM_QUERIES takes the product.
+    assert BLAS_FROM_QUERIES * 32 >= faiss.cvar.distance_compute_blas_threshold > (BLAS_FROM_QUERIES - 1) * 32
+    assert [[h.id for h in row] for row in together] == [[h.id for h in row] for row in one_by_one]
+    np.testing.assert_allclose([[h.score for h in row] for row in together],
+                               [[h.score for h in row] for row in one_by_one], rtol=1e-5, atol=1e-5)
+    store.close()
+
+
 # -- answers crossing from the index service to the entry ------------------------------------------
 def test_an_index_service_error_reaches_the_entry_with_its_status_kind_and_message():
     @answered
