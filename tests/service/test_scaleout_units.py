@@ -175,6 +175,35 @@ def test_merged_exact_searches_take_the_matrix_product_and_find_what_one_by_one_
     store.close()
 
 
+# -- calls to the index service merged across requests --------------------------------------------
+def test_concurrent_calls_of_one_key_go_as_one_call_and_each_caller_gets_its_own_answer():
+    from service.merged_calls import MergedCalls
+
+    sent: list[tuple[str, list[int]]] = []
+
+    async def many(key: str, arguments: list[int]) -> list[object]:
+        sent.append((key, list(arguments)))
+        await asyncio.sleep(0.01)
+        if -1 in arguments:
+            raise ConnectionError("index service unreachable")
+        return [f"{key}:{a * 10}" for a in arguments]
+
+    async def main():
+        calls = MergedCalls(many, max_calls=4)
+        first = await calls.call("a", 0)  # alone: sent at once, by itself
+        together = await asyncio.gather(*(calls.call("a" if i % 3 else "b", i) for i in range(1, 10)))
+        failed = await asyncio.gather(calls.call("a", -1), calls.call("a", 5), return_exceptions=True)
+        return first, together, failed, await calls.call("a", 6)
+
+    first, together, failed, after = asyncio.run(main())
+    assert first == "a:0" and sent[0] == ("a", [0])
+    assert together == [f"{'a' if i % 3 else 'b'}:{i * 10}" for i in range(1, 10)]
+    merged = sent[1:-2]
+    assert len(merged) < 9 and all(len(args) <= 4 for _, args in merged)  # some went together, none over 4
+    assert sorted(a for _, args in merged for a in args) == list(range(1, 10))
+    assert all(isinstance(f, ConnectionError) for f in failed) and after == "a:60"  # one failure, then served
+
+
 # -- answers crossing from the index service to the entry ------------------------------------------
 def test_an_index_service_error_reaches_the_entry_with_its_status_kind_and_message():
     @answered
