@@ -2,7 +2,8 @@
 
 Images and texts are embedded here (in the entry's workers, which scale); raw vectors are parsed
 here; the prepared :data:`~service.indexing.Query` goes to :class:`~service.index_service.IndexService`,
-the one process that owns the store, in one call per request. An error it answers is raised again
+the one process that owns the store, in one call per request (concurrent searches of one index in one
+call between them: :mod:`service.merged_calls`). An error it answers is raised again
 here with the same status, kind and message, so a client sees the same JSON error as when everything
 ran in one process.
 """
@@ -17,6 +18,7 @@ from service.errors import ServiceError
 from service.index_service import Envelope, IndexService
 from service.indexing import Query, RawVectors, embed_query, query_to_wire, space_metric
 from service.labelsets import LabelSet
+from service.merged_calls import MergedCalls
 from service.settings import Settings
 from service.validation import check_count, one_source, parse_vectors
 
@@ -68,6 +70,10 @@ class IndexGateway:
         self.remote = remote
         self.embedder = embedder
         self.settings = settings
+        self.searches = MergedCalls(self._search_many)
+
+    async def _search_many(self, index: str, searches: list[dict[str, Any]]) -> list[Any]:
+        return await self.remote.search(index=index, searches=searches)  # type: ignore[no-any-return]
 
     async def _spec(self, index: str) -> dict[str, Any] | None:
         return unwrap(await self.remote.spec(index=index))  # type: ignore[no-any-return]
@@ -116,7 +122,7 @@ class IndexGateway:
     async def search(self, index: str, k: int, where: dict[str, Any] | None, **source: Any) -> dict[str, Any]:
         """``POST /search``."""
         query = query_to_wire(await self.query(index, "search", **source))
-        return unwrap(await self.remote.search(index=index, k=k, filter=where, query=query))  # type: ignore[no-any-return]
+        return unwrap(await self.searches.call(index, {"k": k, "filter": where, "query": query}))  # type: ignore[no-any-return]
 
     async def knn_classify(self, index: str, k: int, label_field: str, temperature: float,
                            where: dict[str, Any] | None, **source: Any) -> dict[str, Any]:

@@ -11,6 +11,7 @@ which the entry raises again as the same JSON 4xx answer (:mod:`service.index_ga
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -117,9 +118,15 @@ class IndexService:
         return await self.indexer.get(index, ids, include_vectors)
 
     @bentoml.api
+    async def search(self, index: str, searches: Any) -> Any:
+        """Several requests' searches of one index (merged by the entry), each answered in its own envelope.
+
+        They run concurrently, so the unfiltered ones then run as one FAISS call.
+        """
+        return await asyncio.gather(*(self._search(index, **one) for one in searches))
+
     @answered
-    async def search(self, index: str, k: Any, filter: Any, query: Any) -> Any:
-        """The k nearest items per query vector (concurrent unfiltered searches run together)."""
+    async def _search(self, index: str, k: Any, filter: Any, query: Any) -> Any:
         return await self.indexer.search(index, k, filter, self.query(query))
 
     @bentoml.api

@@ -1,7 +1,8 @@
 """Concurrent searches of one index merged into one store call.
 
 A flat FAISS search of one query streams every stored vector through memory; sixteen queries at once
-stream them once (a matrix product), about ten times the queries per second on 100k × 256. So the
+stream them once (a matrix product, from :data:`~service.index.faiss_sqlite.BLAS_FROM_QUERIES` queries
+on), about four times the queries per second on 100k × 256 with one thread. So the
 index service queues unfiltered searches per index and runs whatever is waiting together, with the
 runtime's :class:`~service.batching.Batcher`: a lone query waits for nobody. Filtered searches keep
 their own call, since each filter selects other rows.

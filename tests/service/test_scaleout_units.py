@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from service.batching import Batcher, micro_batches
-from service.errors import NotFound, classify_exception
+from service.errors import BadRequest, NotFound, classify_exception
 from service.index import IndexSpec, LocalIndexStore, parse_filter
 from service.index.batched import SearchBatchers
 from service.index_gateway import RemoteError, unwrap
@@ -75,6 +75,57 @@ def test_fastest_batch_picks_the_best_size_per_item_and_stops_once_larger_is_cle
     assert candidate_sizes(48) == [1, 2, 4, 8, 16, 32, 48] and candidate_sizes(1) == [1]
 
 
+# -- images handed to the model a micro-batch at a time -------------------------------------------
+class _Model:
+    """The parts of a loaded model that Embedder.images uses, recording what happened in which order."""
+
+    def __init__(self, micro_batch: int) -> None:
+        self.events: list[str] = []
+        self.image_batcher = Batcher(self._run, name="stub", micro_batch=micro_batch)
+
+    def _run(self, payloads: list[np.ndarray]) -> np.ndarray:
+        rows = np.concatenate(payloads)
+        self.events.append(f"model {len(rows)}")
+        return rows[:, :2].astype(np.float32)
+
+    def prepare_images(self, images: list) -> np.ndarray:
+        time.sleep(0.05)  # a resize: the model must not wait for every chunk of the request
+        self.events.append(f"prepare {len(images)}")
+        return np.stack([np.asarray(im, dtype=np.float32).reshape(-1)[:4] for im in images])
+
+    async def embed_prepared(self, prepared: np.ndarray) -> np.ndarray:
+        return await self.image_batcher.submit(prepared)
+
+
+class _Runtime:
+    def __init__(self, model: _Model) -> None:
+        self.model = model
+
+    async def aget(self, ref: str | None) -> _Model:
+        return self.model
+
+
+def test_images_reach_the_model_a_micro_batch_at_a_time_in_order_and_bad_ones_before_any_model_work():
+    from svc_helpers import image_uri
+
+    from service.embedding import Embedder
+    from service.images import decode_images
+    from service.settings import Settings
+
+    model = _Model(micro_batch=2)
+    embedder = Embedder(_Runtime(model), Settings(), label_sets=None)  # type: ignore[arg-type]
+    uris = [image_uri(seed) for seed in range(5)]
+    _, vectors = asyncio.run(embedder.images(None, uris))
+    expected = [np.asarray(im, dtype=np.float32).reshape(-1)[:2] for im in decode_images(uris, embedder.limits)]
+    np.testing.assert_array_equal(vectors, np.stack(expected))
+    assert model.events.index("model 2") < model.events.index("prepare 1")  # the first pair ran before the last
+    model.events.clear()
+    with pytest.raises(BadRequest, match=r"images\[3\]"):
+        asyncio.run(embedder.images(None, [*uris[:3], "!!!", uris[4]]))
+    assert model.events == []
+    model.image_batcher.close()
+
+
 # -- searches merged across requests ---------------------------------------------------------------
 def test_concurrent_searches_with_their_own_k_get_what_a_lone_search_gets(tmp_path: Path):
     rng = np.random.default_rng(0)
@@ -101,6 +152,56 @@ def test_concurrent_searches_with_their_own_k_get_what_a_lone_search_gets(tmp_pa
     flt = parse_filter({"n": 3})
     assert [h.id for h in index.search(vectors[:1], 5, flt)[0]] == ["i3"]
     store.close()
+
+
+def test_merged_exact_searches_take_the_matrix_product_and_find_what_one_by_one_finds(tmp_path: Path):
+    import faiss
+
+    from service.index.faiss_sqlite import BLAS_FROM_QUERIES
+
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(3000, 32)).astype(np.float32)
+    store = LocalIndexStore(tmp_path)
+    index = store.create(IndexSpec(name="b", embedding_space="x", dim=32))
+    index.upsert([f"i{i}" for i in range(3000)], vectors, [{}] * 3000)
+    queries = vectors[:16] + 0.05
+    one_by_one = [index.search(q[None], 10)[0] for q in queries]
+    together = index.search(queries, 10)
+    # FAISS compares queries x width with its threshold: a merged batch of BLAS_FROM_QUERIES takes the product.
+    assert BLAS_FROM_QUERIES * 32 >= faiss.cvar.distance_compute_blas_threshold > (BLAS_FROM_QUERIES - 1) * 32
+    assert [[h.id for h in row] for row in together] == [[h.id for h in row] for row in one_by_one]
+    np.testing.assert_allclose([[h.score for h in row] for row in together],
+                               [[h.score for h in row] for row in one_by_one], rtol=1e-5, atol=1e-5)
+    store.close()
+
+
+# -- calls to the index service merged across requests --------------------------------------------
+def test_concurrent_calls_of_one_key_go_as_one_call_and_each_caller_gets_its_own_answer():
+    from service.merged_calls import MergedCalls
+
+    sent: list[tuple[str, list[int]]] = []
+
+    async def many(key: str, arguments: list[int]) -> list[object]:
+        sent.append((key, list(arguments)))
+        await asyncio.sleep(0.01)
+        if -1 in arguments:
+            raise ConnectionError("index service unreachable")
+        return [f"{key}:{a * 10}" for a in arguments]
+
+    async def main():
+        calls = MergedCalls(many, max_calls=4)
+        first = await calls.call("a", 0)  # alone: sent at once, by itself
+        together = await asyncio.gather(*(calls.call("a" if i % 3 else "b", i) for i in range(1, 10)))
+        failed = await asyncio.gather(calls.call("a", -1), calls.call("a", 5), return_exceptions=True)
+        return first, together, failed, await calls.call("a", 6)
+
+    first, together, failed, after = asyncio.run(main())
+    assert first == "a:0" and sent[0] == ("a", [0])
+    assert together == [f"{'a' if i % 3 else 'b'}:{i * 10}" for i in range(1, 10)]
+    merged = sent[1:-2]
+    assert len(merged) < 9 and all(len(args) <= 4 for _, args in merged)  # some went together, none over 4
+    assert sorted(a for _, args in merged for a in args) == list(range(1, 10))
+    assert all(isinstance(f, ConnectionError) for f in failed) and after == "a:60"  # one failure, then served
 
 
 # -- answers crossing from the index service to the entry ------------------------------------------
