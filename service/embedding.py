@@ -49,28 +49,14 @@ class Embedder:
     # -- vectors -----------------------------------------------------------------------------------
     async def images(self, model_ref: str | None, items: Sequence[str], field: str = "images"
                      ) -> tuple[LoadedModel, np.ndarray]:
-        """Decoded, pre-processed (in a worker thread) and embedded (batched) images.
-
-        Every image is decoded (and checked) before any model work, so a bad one is refused at once.
-        Pre-processing (a resize that costs about a tenth of a small CNN's time per image) then runs a
-        micro-batch at a time, each handed to the model as soon as it is ready: the model starts on a
-        large request's first images while the next are prepared, instead of after all of them.
-        """
+        """Decoded, pre-processed (in a worker thread) and embedded (batched) images."""
         check_count(items, field, self.settings.max_items)
         model = await self.runtime.aget(model_ref)
-        decoded = await asyncio.to_thread(decode_images, items, self.limits, field)
-        size = model.image_batcher.micro_batch or len(decoded)
-        running: list[asyncio.Future[np.ndarray]] = []
-        try:
-            for start in range(0, len(decoded), size):
-                prepared = await asyncio.to_thread(model.prepare_images, decoded[start : start + size])
-                running.append(asyncio.ensure_future(model.embed_prepared(prepared)))
-            rows = await asyncio.gather(*running)
-        except BaseException:
-            for task in running:  # a chunk not yet in a model call is dropped from the queue
-                task.cancel()
-            raise
-        return model, rows[0] if len(rows) == 1 else np.concatenate(rows)
+
+        def prepare() -> Any:
+            return model.prepare_images(decode_images(items, self.limits, field))
+
+        return model, await model.embed_prepared(await asyncio.to_thread(prepare))
 
     async def texts(self, model_ref: str | None, texts: Sequence[str], field: str = "texts"
                     ) -> tuple[LoadedModel, np.ndarray]:

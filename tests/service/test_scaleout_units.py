@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from service.batching import Batcher, micro_batches
-from service.errors import BadRequest, NotFound, classify_exception
+from service.errors import NotFound, classify_exception
 from service.index import IndexSpec, LocalIndexStore, parse_filter
 from service.index.batched import SearchBatchers
 from service.index_gateway import RemoteError, unwrap
@@ -73,57 +73,6 @@ def test_fastest_batch_picks_the_best_size_per_item_and_stops_once_larger_is_cle
     assert choice.size == 8, choice.describe()
     assert set(tried) == {1, 2, 4, 8, 16}  # 16 is far slower per item: 32 and 64 never run
     assert candidate_sizes(48) == [1, 2, 4, 8, 16, 32, 48] and candidate_sizes(1) == [1]
-
-
-# -- images handed to the model a micro-batch at a time -------------------------------------------
-class _Model:
-    """The parts of a loaded model that Embedder.images uses, recording what happened in which order."""
-
-    def __init__(self, micro_batch: int) -> None:
-        self.events: list[str] = []
-        self.image_batcher = Batcher(self._run, name="stub", micro_batch=micro_batch)
-
-    def _run(self, payloads: list[np.ndarray]) -> np.ndarray:
-        rows = np.concatenate(payloads)
-        self.events.append(f"model {len(rows)}")
-        return rows[:, :2].astype(np.float32)
-
-    def prepare_images(self, images: list) -> np.ndarray:
-        time.sleep(0.05)  # a resize: the model must not wait for every chunk of the request
-        self.events.append(f"prepare {len(images)}")
-        return np.stack([np.asarray(im, dtype=np.float32).reshape(-1)[:4] for im in images])
-
-    async def embed_prepared(self, prepared: np.ndarray) -> np.ndarray:
-        return await self.image_batcher.submit(prepared)
-
-
-class _Runtime:
-    def __init__(self, model: _Model) -> None:
-        self.model = model
-
-    async def aget(self, ref: str | None) -> _Model:
-        return self.model
-
-
-def test_images_reach_the_model_a_micro_batch_at_a_time_in_order_and_bad_ones_before_any_model_work():
-    from svc_helpers import image_uri
-
-    from service.embedding import Embedder
-    from service.images import decode_images
-    from service.settings import Settings
-
-    model = _Model(micro_batch=2)
-    embedder = Embedder(_Runtime(model), Settings(), label_sets=None)  # type: ignore[arg-type]
-    uris = [image_uri(seed) for seed in range(5)]
-    _, vectors = asyncio.run(embedder.images(None, uris))
-    expected = [np.asarray(im, dtype=np.float32).reshape(-1)[:2] for im in decode_images(uris, embedder.limits)]
-    np.testing.assert_array_equal(vectors, np.stack(expected))
-    assert model.events.index("model 2") < model.events.index("prepare 1")  # the first pair ran before the last
-    model.events.clear()
-    with pytest.raises(BadRequest, match=r"images\[3\]"):
-        asyncio.run(embedder.images(None, [*uris[:3], "!!!", uris[4]]))
-    assert model.events == []
-    model.image_batcher.close()
 
 
 # -- searches merged across requests ---------------------------------------------------------------
