@@ -138,7 +138,7 @@ def test_concurrent_calls_of_one_key_go_as_one_call_and_each_caller_gets_its_own
         return [f"{key}:{a * 10}" for a in arguments]
 
     async def main():
-        calls = MergedCalls(many, max_calls=4)
+        calls = MergedCalls(many, max_calls=4, in_flight=1)
         first = await calls.call("a", 0)  # alone: sent at once, by itself
         together = await asyncio.gather(*(calls.call("a" if i % 3 else "b", i) for i in range(1, 10)))
         failed = await asyncio.gather(calls.call("a", -1), calls.call("a", 5), return_exceptions=True)
@@ -151,6 +151,33 @@ def test_concurrent_calls_of_one_key_go_as_one_call_and_each_caller_gets_its_own
     assert len(merged) < 9 and all(len(args) <= 4 for _, args in merged)  # some went together, none over 4
     assert sorted(a for _, args in merged for a in args) == list(range(1, 10))
     assert all(isinstance(f, ConnectionError) for f in failed) and after == "a:60"  # one failure, then served
+
+
+def test_up_to_in_flight_calls_of_one_key_are_under_way_at_once_and_the_rest_wait_merged():
+    from service.merged_calls import MergedCalls
+
+    sent: list[list[int]] = []
+    busy = [0, 0]  # calls under way now, the most at once
+
+    async def many(key: str, arguments: list[int]) -> list[int]:
+        sent.append(list(arguments))
+        busy[0] += 1
+        busy[1] = max(busy)
+        await asyncio.sleep(0.02)
+        busy[0] -= 1
+        return [a + 1 for a in arguments]
+
+    async def later(calls: MergedCalls, i: int, delay: float) -> int:
+        await asyncio.sleep(delay)
+        return await calls.call("k", i)
+
+    async def main():
+        calls = MergedCalls(many, in_flight=2)  # 0 leaves, 1 leaves while 0 is under way, 2..7 wait for one of them
+        return await asyncio.gather(*(later(calls, i, 0.0 if i == 0 else 0.005 if i == 1 else 0.01) for i in range(8)))
+
+    assert asyncio.run(main()) == list(range(1, 9))
+    assert busy[1] == 2  # two at once, never more
+    assert sent == [[0], [1], [2, 3, 4, 5, 6, 7]]
 
 
 # -- answers crossing from the index service to the entry ------------------------------------------
