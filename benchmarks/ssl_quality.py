@@ -18,8 +18,8 @@ map (``flatten``) instead of its global average (on aligned images it keeps wher
 the whole map after layer1 (``readout_stages: 1``, the shipped SimCLR's and DINO's readout).
 ``--jobs N`` trains N methods at once, each in its own process with ``--threads`` torch threads (the
 budget is per method and in wall-clock seconds, so say which: 600 s on one core is not 600 s on two).
-``--shipped simclr,dino`` trains nothing: it scores registry entries (the shipped ones by default) as
-they are served, each beside a random-init twin of its own config, with the same columns.
+``--shipped simclr,dino`` trains nothing: it scores those registry entries (built-in names, or any
+reference ``zoo.load`` takes) as they are served, each beside a random-init twin of its own config.
 Prints a markdown table and writes ``OUT/results.json``.
 """
 

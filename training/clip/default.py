@@ -21,8 +21,9 @@ use what Lite0's ImageNet classifier knows about them (its score is bilinear in 
 projection, mixed with the ConSE embedding of Lite0's own ImageNet classifier (its top-10 classes'
 names, embedded by the fitted text side in the service's prompts, weighted by its probabilities) as
 far as the classifier is sure; nothing in it is fitted (:mod:`training.clip.imagenet_classes`). It is
-off for the shipped default: it costs emoji held-out and shapes figures below their floors
-(``docs/clip-default-experiments.md``).
+off for the shipped default: ungated it costs emoji held-out and shapes figures below their floors, and
+gated (``--concept-gate``, chosen on validation splits) it moves no measured row past a target
+(``docs/clip-default-experiments.md`` §4–5).
 
 Run: ``python -m training.clip.default [--name default] [--force] [--concept-head]``.
 """
