@@ -3,6 +3,7 @@
     python -m benchmarks.label_efficiency                        # all of it (see the header it prints)
     python -m benchmarks.label_efficiency --seeds 0 1 2 --lite0-test 2000
     python -m benchmarks.label_efficiency --tiny                 # a smoke run: a few dozen images, a few steps
+    python -m benchmarks.label_efficiency --encoders simclr --json runs/simclr.json  # also as data (model cards)
 
 The labelled subsets are class-balanced and seeded (``--fractions`` of the train split; one subset per
 seed, the median over seeds is reported). For every shipped SSL image encoder trained on Fashion-MNIST
@@ -27,10 +28,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -74,12 +77,18 @@ class Budget:
 
 @dataclass
 class Row:
-    """One table row: a method at one label count, its test top-1 per seed."""
+    """One table row: a method (of one encoder, or a baseline) at one label count, its test top-1 per seed."""
 
     method: str
     labels: int
     scores: list[float] = field(default_factory=list)
     note: str = ""
+    encoder: str = ""
+
+    @property
+    def name(self) -> str:
+        """What the table shows: the encoder's name before its method, if it has one."""
+        return f"{self.encoder} {self.method}" if self.encoder else self.method
 
     @property
     def median(self) -> float:
@@ -185,8 +194,8 @@ def encoder_rows(name: str, setting: Setting, counts: Sequence[int], seeds: Sequ
     test = embed_images(shipped, setting.test_images)
     rows = []
     for n in counts:
-        frozen, tuned, scratch = (Row(f"{name} (a) frozen + linear", n), Row(f"{name} (b) fine-tuned", n),
-                                  Row(f"{name} (c) same arch from scratch", n))
+        frozen, tuned, scratch = (Row(method, n, encoder=name) for method in
+                                  ("(a) frozen + linear", "(b) fine-tuned", "(c) same arch from scratch"))
         cs = []
         for seed in seeds:
             pick = balanced_subset(setting.train_labels, n, seed)
@@ -239,7 +248,7 @@ def baseline_rows(setting: Setting, counts: Sequence[int], seeds: Sequence[int])
 def log_rows(rows: list[Row]) -> None:
     """Progress lines, so a long run that is stopped still shows what it measured."""
     for row in rows:
-        print(f"# {time.strftime('%H:%M:%S')} {row.method} at {row.labels} labels: "
+        print(f"# {time.strftime('%H:%M:%S')} {row.name} at {row.labels} labels: "
               f"{' '.join(f'{s * 100:.2f}' for s in row.scores)}", flush=True)
 
 
@@ -251,13 +260,13 @@ def print_table(rows: list[Row], budget: Budget, seeds: Sequence[int]) -> None:
         setup = f"seeds {list(seeds)}" + (f"; {budget.steps} steps × {budget.batch_size}" if trained else "")
         per_seed = " ".join(f"{s * 100:.2f}" for s in row.scores)
         note = f"; {row.note}" if row.note else ""
-        print(f"| {row.method} | {row.labels} | {row.median * 100:.2f} | {per_seed} | {setup}{note} |")
+        print(f"| {row.name} | {row.labels} | {row.median * 100:.2f} | {per_seed} | {setup}{note} |")
 
 
 def print_gaps(rows: list[Row], encoders: Sequence[str], counts: Sequence[int]) -> None:
     """SSL − (c) per encoder and label count, then the issue's target line at the smallest count."""
     score: Callable[[str, int], float] = lambda method, n: next(  # noqa: E731
-        r.median for r in rows if r.method == method and r.labels == n) * 100
+        r.median for r in rows if r.name == method and r.labels == n) * 100
     best: dict[str, float] = {}
     for name in encoders:
         for n in counts:
@@ -274,6 +283,13 @@ def print_gaps(rows: list[Row], encoders: Sequence[str], counts: Sequence[int]) 
           f"(best of (a)/(b) minus (c): {figures})")
 
 
+def write_json(path: Path, rows: list[Row], header: list[str]) -> None:
+    """The run as data: what ``make zoo`` puts in a model card (``zoo.card``), one record per row."""
+    path.write_text(json.dumps({"header": header, "rows": [
+        {"encoder": r.encoder, "method": r.method, "labels": r.labels, "top1": r.median, "per_seed": r.scores,
+         "note": r.note} for r in sorted(rows, key=lambda r: r.labels)]}, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--encoders", nargs="+", default=["simclr", "dino", "mae"])
@@ -286,6 +302,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=Budget.lr)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tiny", action="store_true", help="smoke run: 20/40 labels, 100 test images, 3 steps")
+    parser.add_argument("--json", type=Path, help="also write the rows and the header to this file")
     args = parser.parse_args()
     if args.tiny:
         args.labels, args.test, args.steps, args.lite0_test = [20, 40], 100, 3, 8
@@ -295,15 +312,19 @@ def main() -> None:
     n_test = min(args.test or len(test), len(test))
     setting = Setting(train.images, np.asarray(train.labels), test.images[:n_test],
                       np.asarray(test.labels)[:n_test], min(args.lite0_test or n_test, n_test), budget)
-    print(f"# label_efficiency: fashion-mnist, {args.labels} class-balanced train labels, seeds {args.seeds}, "
-          f"{n_test} test images ((e): {setting.lite0_test}), torch threads {args.threads}")
-    print(f"# (b)/(c) budget: {budget.describe()}; linear head on pooled features, cross-entropy")
-    print(f"# (a)/(d)/(e) probe: logistic regression on standardised features, C from {list(PROBE_C)} picked "
-          "on a class-balanced fifth of the labelled subset, refitted on all of it")
+    header = [f"fashion-mnist, {args.labels} class-balanced train labels, seeds {args.seeds}, "
+              f"{n_test} test images ((e): {setting.lite0_test}), torch threads {args.threads}",
+              f"(b)/(c) budget: {budget.describe()}; linear head on pooled features, cross-entropy",
+              f"(a)/(d)/(e) probe: logistic regression on standardised features, C from {list(PROBE_C)} picked "
+              "on a class-balanced fifth of the labelled subset, refitted on all of it"]
+    print(f"# label_efficiency: {header[0]}")
+    print("\n".join(f"# {line}" for line in header[1:]), flush=True)
     rows = [row for name in args.encoders for row in encoder_rows(name, setting, args.labels, args.seeds)]
     rows += baseline_rows(setting, args.labels, args.seeds)
     print_table(rows, budget, args.seeds)
     print_gaps(rows, args.encoders, args.labels)
+    if args.json:
+        write_json(args.json, rows, header)
 
 
 if __name__ == "__main__":

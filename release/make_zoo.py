@@ -2,7 +2,8 @@
 
 For each model, in the list's order: train it into a scratch registry (``runs/zoo/home``) under a
 scratch name (``<name>-src``; the built-in name itself is reserved by the built-in root), export it to
-ONNX (``sslzoo export``), and ship it into the built-in root (:func:`release.ship.ship_entry`), which
+ONNX (``sslzoo export``), measure its label efficiency for the card where asked
+(``benchmarks.label_efficiency``), and ship it into the built-in root (:func:`release.ship.ship_entry`), which
 records the recipe's sha256. A model whose shipped sha256 still matches is skipped, so an interrupted
 run resumes where it stopped; ``--force`` redoes, ``--only NAME`` picks models. Every command's output
 goes to ``runs/zoo/<name>.log``. At the end the zoo table is printed and written into the README.
@@ -57,6 +58,7 @@ class ZooModel:
     inputs: tuple[Path, ...] = field(default_factory=tuple)
     beat_pixels: str | None = None  # a metric (knn_top1 or linear_top1) that must beat raw pixels to ship
     animate: tuple[Path, ...] = ()  # where the run's probe animation (`sslzoo plot animate`) is copied
+    label_efficiency: str | None = None  # options of `benchmarks.label_efficiency`, run for the model card
 
     @property
     def source(self) -> str:
@@ -80,14 +82,15 @@ def read_models(path: Path) -> list[ZooModel]:
     raw = yaml.safe_load(path.read_text()) or {}
     models = []
     for item in raw.get("models") or []:
-        unknown = set(item) - {"name", "recipe", "command", "inputs", "beat_pixels", "animate"}
+        unknown = set(item) - {"name", "recipe", "command", "inputs", "beat_pixels", "animate", "label_efficiency"}
         if unknown or "name" not in item or ("recipe" in item) == ("command" in item):
             raise SystemExit(f"{path}: each model needs a name and exactly one of recipe/command "
                              f"(got {sorted(item)})")
         models.append(ZooModel(
             name=str(item["name"]), recipe=REPO / item["recipe"] if "recipe" in item else None,
             command=item.get("command"), inputs=tuple(REPO / p for p in item.get("inputs") or []),
-            beat_pixels=item.get("beat_pixels"), animate=tuple(REPO / p for p in item.get("animate") or [])))
+            beat_pixels=item.get("beat_pixels"), animate=tuple(REPO / p for p in item.get("animate") or []),
+            label_efficiency=item.get("label_efficiency")))
     return models
 
 
@@ -242,7 +245,8 @@ def finish_one(model: ZooModel, trained: Trained, args: argparse.Namespace, env:
             _unship(args.root, model.name)
             return {"name": model.name, "seconds": trained.seconds, "summary": verdict}
         run_logged([_sslzoo(), "export", model.source, "--no-int8"], logfile, env)
-    result = ship_one(model, args, registry, trained, logfile)
+    measured = label_efficiency(model, args, env)
+    result = ship_one(model, args, registry, trained, logfile, measured)
     return {"name": model.name, "seconds": (trained.seconds or 0.0) + time.perf_counter() - start,
             "summary": result}
 
@@ -269,14 +273,34 @@ def build_all(models: Sequence[ZooModel], args: argparse.Namespace, env: dict[st
     return done
 
 
-def ship_one(model: ZooModel, args: argparse.Namespace, registry: Any, trained: Trained, logfile: Path) -> str:
+def label_efficiency(model: ZooModel, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any] | None:
+    """Run ``benchmarks.label_efficiency`` on the trained scratch entry, for the model card (None if not asked).
+
+    It runs on the scratch entry (fp32, before shipping) with the training's thread count, so a rebuild
+    measures the same figures; the card names the command that reruns it on the shipped entry.
+    """
+    if not model.label_efficiency:
+        return None
+    options = shlex.split(model.label_efficiency)
+    out = args.runs / f"{model.name}.label_efficiency.json"
+    run_logged([sys.executable, "-m", "benchmarks.label_efficiency", "--encoders", model.source,
+                "--threads", str(args.threads), "--json", str(out), *options], args.runs / f"{model.name}.log", env)
+    measured = json.loads(out.read_text())
+    for row in measured["rows"]:
+        row["encoder"] = model.name if row["encoder"] == model.source else row["encoder"]
+    shown = shlex.join(["python", "-m", "benchmarks.label_efficiency", "--encoders", model.name, *options])
+    return {**measured, "command": f"OMP_NUM_THREADS={args.threads} {shown} --threads {args.threads}"}
+
+
+def ship_one(model: ZooModel, args: argparse.Namespace, registry: Any, trained: Trained, logfile: Path,
+             measured: dict[str, Any] | None = None) -> str:
     """Ship the trained and exported scratch entry; returns the ship summary."""
     provenance = {"recipe": _shown(model.recipe) if model.recipe else None,
                   "command": model.command, "sha256": trained.sha,
                   "train_seconds": round(trained.seconds, 1) if trained.seconds is not None else None,
                   "train_threads": args.threads, "made_by": "make zoo"}
     result = ship_entry(model.source, model.name, root=args.root, registry=registry, provenance=provenance,
-                        budget_mb=args.budget_mb)
+                        budget_mb=args.budget_mb, label_efficiency=measured)
     with open(logfile, "a") as handle:
         handle.write(result.summary() + "\n")
     return result.summary()

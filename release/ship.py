@@ -256,7 +256,8 @@ def _publish(tmp: Path, model_dir: Path) -> Path:
 
 def ship_entry(ref: str | Path, name: str, *, root: Path | None = None, dtype: str = "float16",
                budget_mb: float = DEFAULT_BUDGET_MB, int8_onnx: bool = False, registry: Registry | None = None,
-               provenance: Mapping[str, Any] | None = None) -> ShipResult:
+               provenance: Mapping[str, Any] | None = None,
+               label_efficiency: Mapping[str, Any] | None = None) -> ShipResult:
     """Ship ``ref`` into ``root`` (the package's built-in root by default) as ``name@1``.
 
     Args:
@@ -269,6 +270,8 @@ def ship_entry(ref: str | Path, name: str, *, root: Path | None = None, dtype: s
         int8_onnx: Also consider the int8 graphs (the service uses fp32 by default).
         registry: Where ``ref`` is resolved.
         provenance: Recorded as is (``make zoo`` stores the recipe and its sha256 here).
+        label_efficiency: ``benchmarks.label_efficiency --json``'s record and its ``command``; recorded and
+            drawn as the card's "Label efficiency" section.
 
     Raises:
         RefError: ``name`` is not a valid model name, or ``ref`` names nothing.
@@ -294,7 +297,7 @@ def ship_entry(ref: str | Path, name: str, *, root: Path | None = None, dtype: s
     try:
         result = _build(tmp, source, config, model, spec.to_dict(), golden, images,
                         dtype=dtype, budget=int(budget_mb * MB), int8_onnx=int8_onnx, root=root, name=name,
-                        provenance=dict(provenance or {}))
+                        provenance=dict(provenance or {}), label_efficiency=label_efficiency)
         path = _publish(tmp, model_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -311,7 +314,8 @@ def ship_entry(ref: str | Path, name: str, *, root: Path | None = None, dtype: s
 
 def _build(tmp: Path, source: Entry, config: EncoderConfig, model: Any, probe: dict[str, Any],
            golden: dict[str, np.ndarray], images: np.ndarray, *, dtype: str, budget: int, int8_onnx: bool,
-           root: Path, name: str, provenance: dict[str, Any]) -> ShipResult:
+           root: Path, name: str, provenance: dict[str, Any],
+           label_efficiency: Mapping[str, Any] | None = None) -> ShipResult:
     """Write the shipped folder's files into ``tmp``, measuring parity (fp32 storage if fp16 misses it)."""
     carried = {**_carried(source), GOLDEN: golden_bytes(golden)}
     onnx = {n: (source.path / n).stat().st_size for n in ONNX_ORDER if (source.path / n).is_file()
@@ -341,7 +345,8 @@ def _build(tmp: Path, source: Entry, config: EncoderConfig, model: Any, probe: d
               "parity": parity, "tolerance": {"min_cosine": MIN_COSINE}, "onnx_dropped": dropped,
               "throughput": {**_throughput(model, config, images, onnx_path),
                              "onnx_shipped": "model.onnx" in kept},
-              "params": _params(model), "provenance": provenance}
+              "params": _params(model), "provenance": provenance,
+              **({"label_efficiency": dict(label_efficiency)} if label_efficiency else {})}
     final = provisional.replace(shipped=record)
     (tmp / CONFIG).write_bytes(config_bytes(final))
     (tmp / CARD).write_text(render_card(name, final, _figures(source, carried) or None))

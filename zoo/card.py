@@ -113,6 +113,24 @@ def shipped_lines(config: EncoderConfig) -> list[str]:
     return lines
 
 
+def label_efficiency_lines(config: EncoderConfig) -> list[str]:
+    """The "Label efficiency" section: what ``make zoo`` measured with few labels before shipping."""
+    measured = (config.shipped or {}).get("label_efficiency")
+    if not measured:
+        return []
+    lines = ["## Label efficiency", "",
+             "Fashion-MNIST test top-1 (%) with a few of its training labels: (a) this encoder frozen + a linear "
+             "probe, (b) fine-tuned end to end, (c) the same architecture trained from scratch on the same "
+             "labels with the same augmentations and budget, (d) raw pixels + the same probe, (e) ImageNet-"
+             "supervised EfficientNet-Lite0 features + the same probe. Measured by `make zoo` on the trained "
+             f"weights before shipping: `{measured['command']}`.", "",
+             *[f"- {line}" for line in measured.get("header", [])], "",
+             "| method | labels | top-1 test | note |", "|---|---|---|---|"]
+    lines += [f"| {row['method']} | {row['labels']} | {row['top1'] * 100:.2f} | {row.get('note', '')} |"
+              for row in measured["rows"]]
+    return lines + [""]
+
+
 def render_card(name: str, config: EncoderConfig, figures: Mapping[str, str] | None = None) -> str:
     """The full ``README.md`` text for an entry; ``figures`` maps captions to image files in the entry."""
     pre = config.preprocess
@@ -141,6 +159,7 @@ def render_card(name: str, config: EncoderConfig, figures: Mapping[str, str] | N
     if rows:
         lines += ["## Metrics", "", "| metric | value | dataset | split |", "|---|---|---|---|"]
         lines += [f"| {m} | {v} | {d} | {s} |" for m, v, d, s in rows] + [""]
+    lines += label_efficiency_lines(config)
     if figures:
         lines += ["## Figures", ""] + [f"![{caption}]({path})" for caption, path in figures.items()] + [""]
     if config.recipe:

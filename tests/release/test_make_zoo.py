@@ -35,7 +35,7 @@ def test_make_zoo_trains_exports_ships_and_resumes(tmp_path, monkeypatch, capsys
     (tmp_path / "zoo.yaml").write_text(
         f"models:\n  - name: tiny-simclr\n    recipe: {tmp_path / 'tiny.yaml'}\n"
         f"  - name: tiny-built\n    command: python {tmp_path / 'build.py'} {{source}}\n"
-        f"    inputs: [{tmp_path / 'build.py'}]\n")
+        f"    inputs: [{tmp_path / 'build.py'}]\n    label_efficiency: --tiny\n")
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\n{BEGIN}\nold\n{END}\n\nrest\n")
     root, runs = tmp_path / "root", tmp_path / "runs"
@@ -50,6 +50,13 @@ def test_make_zoo_trains_exports_ships_and_resumes(tmp_path, monkeypatch, capsys
         assert shipped["onnx_files"] == ["model.onnx"] and shipped["provenance"]["sha256"]
         assert shipped["provenance"]["train_threads"] == 1
     assert (runs / "tiny-simclr.log").read_text().count("$ ") == 2  # train, export
+    built = next(e for e in builtin_entries(root) if e.name == "tiny-built")
+    measured = built.read_config().shipped["label_efficiency"]
+    assert {(r["encoder"], r["labels"]) for r in measured["rows"]} >= {("tiny-built", 20), ("", 40)}
+    assert measured["command"].endswith("python -m benchmarks.label_efficiency --encoders tiny-built --tiny --threads 1")
+    card = (built.path / "README.md").read_text()
+    frozen = next(r for r in measured["rows"] if r["method"] == "(a) frozen + linear" and r["labels"] == 20)
+    assert "## Label efficiency" in card and f"| (a) frozen + linear | 20 | {frozen['top1'] * 100:.2f} |" in card
     assert table_in(readme.read_text()) == zoo_table(root)
     assert readme.read_text().endswith(f"{END}\n\nrest\n")
     capsys.readouterr()
