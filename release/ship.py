@@ -109,9 +109,8 @@ def _compact(tensors: dict[str, Any], dtype: str) -> tuple[dict[str, Any], int]:
 
 def _weight_files(model: Any, dtype: str) -> tuple[dict[str, bytes], list[ExternalRef], int]:
     """Weight files with package tensors referenced and the rest compacted; refs; tensors cast."""
-    from safetensors.torch import save
-
     from zoo.package_weights import split_references
+    from zoo.torch_backend import weights_bytes
 
     files: dict[str, bytes] = {}
     refs: list[ExternalRef] = []
@@ -119,7 +118,7 @@ def _weight_files(model: Any, dtype: str) -> tuple[dict[str, bytes], list[Extern
     for name, state in model.tensor_files().items():
         remaining, found = split_references(name, state)
         compact, n = _compact(remaining, dtype)
-        files[name] = save(compact, metadata={"format": "pt", "storage": dtype})
+        files[name] = weights_bytes(compact, {"format": "pt", "storage": dtype})
         refs += found
         cast += n
     return files, refs, cast

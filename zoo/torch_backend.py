@@ -9,6 +9,7 @@ rebuilt in fp32 and loaded strictly. What it returns meets :mod:`zoo.backend`'s 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -39,9 +40,30 @@ class Saveable(Protocol):
     def tensor_files(self) -> dict[str, dict[str, Tensor]]: ...
 
 
+def weights_bytes(tensors: Mapping[str, Tensor], metadata: Mapping[str, str]) -> bytes:
+    """A safetensors file whose bytes depend only on its tensors and metadata.
+
+    safetensors writes ``__metadata__`` in the order of a Rust hash map seeded per process, so the same
+    weights saved twice could differ in their header and so in their sha256 and embedding-space id. The
+    metadata is rewritten here in sorted key order; it is the same length, so nothing else moves.
+    """
+    raw = bytearray(save(dict(tensors), metadata=dict(metadata)))
+    size = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + size])
+    written = json.dumps(header.get("__metadata__"), separators=(",", ":"), ensure_ascii=False).encode()
+    canonical = json.dumps(dict(sorted(metadata.items())), separators=(",", ":"), ensure_ascii=False).encode()
+    start = raw.find(b'"__metadata__":' + written, 8, 8 + size)
+    if metadata and (len(written) != len(canonical) or start < 0):
+        raise ConfigError("safetensors wrote its metadata in a form this writer does not recognise")
+    if metadata:
+        offset = start + len(b'"__metadata__":')
+        raw[offset : offset + len(canonical)] = canonical
+    return bytes(raw)
+
+
 def model_files(model: Saveable) -> dict[str, bytes]:
     """Serialise a model's weights (and tokenizer) to file contents."""
-    files = {name: save(tensors, metadata={"format": "pt"}) for name, tensors in model.tensor_files().items()}
+    files = {name: weights_bytes(tensors, {"format": "pt"}) for name, tensors in model.tensor_files().items()}
     extra = getattr(model, "extra_files", None)
     if callable(extra):
         files.update(extra())
