@@ -128,7 +128,7 @@ def label_efficiency_lines(config: EncoderConfig) -> list[str]:
              "| method | labels | top-1 test | note |", "|---|---|---|---|"]
     lines += [f"| {row['method']} | {row['labels']} | {row['top1'] * 100:.2f} | {row.get('note', '')} |"
               for row in measured["rows"]]
-    return lines + [""]
+    return [*lines, ""]
 
 
 def render_card(name: str, config: EncoderConfig, figures: Mapping[str, str] | None = None) -> str:

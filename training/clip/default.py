@@ -20,12 +20,13 @@ use what Lite0's ImageNet classifier knows about them (its score is bilinear in 
 ``--concept-head`` wraps the image head in a :class:`zoo.concepts.ConceptHead`: the fitted
 projection, mixed with the ConSE embedding of Lite0's own ImageNet classifier (its top-10 classes'
 names, embedded by the fitted text side in the service's prompts, weighted by its probabilities) as
-far as the classifier is sure; nothing in it is fitted (:mod:`training.clip.imagenet_classes`). It is
-off for the shipped default: ungated it costs emoji held-out and shapes figures below their floors, and
-gated (``--concept-gate``, chosen on validation splits) it moves no measured row past a target
-(``docs/clip-default-experiments.md`` §4–5).
+far as the classifier is sure; nothing in it is fitted (:mod:`training.clip.imagenet_classes`).
+Ungated it pulls drawings the classifier is wrongly sure about towards ImageNet names; the shipped
+default gates it at 0.5 (chosen on validation splits, ``benchmarks/concept_gate.py``), which leaves the
+drawing domains where they were and lets the class names speak for what the classifier knows well
+(``docs/clip-default-experiments.md`` §4–6).
 
-Run: ``python -m training.clip.default [--name default] [--force] [--concept-head]``.
+Run: ``python -m training.clip.default [--name default] [--force] [--concept-head [--concept-gate G]]``.
 """
 
 from __future__ import annotations
