@@ -10,7 +10,6 @@ last bits of float sums). A rebuild with the same inputs reads the same bytes, s
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from collections.abc import Callable
@@ -18,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -66,36 +64,33 @@ def cached_image_features(model: ClipModel, images: np.ndarray, *, label: str, v
 
 
 def text_trunk_features(model: ClipModel, texts: list[str], batch_size: int = 256) -> Tensor:
-    """Pooled locked text-trunk features ``[N, F_t]`` of ``texts`` (before the projection), cached per text.
+    """Pooled locked text-trunk features ``[N, F_t]`` of ``texts`` (before the projection), cached on disk.
 
-    Each distinct text is encoded once (caption tables repeat the same prompts thousands of times),
-    in batches of texts of like length. Texts any earlier call encoded with the same tower are read
-    from its bank (a safetensors file that lists its texts in its metadata), the rest are encoded
-    and saved as a new bank.
+    Each distinct text is encoded once (caption tables repeat the same prompts thousands of times), in
+    batches of texts of like length, in an order fixed by the texts alone. The bank is keyed by the whole
+    set of distinct texts, the tower and the thread count, and never shared between sets: a text's last
+    bits depend on the batch it was padded with, so rows reused from another call's batches would make a
+    build depend on what ran before it (a rebuild from a cold cache would differ from the first build).
     """
     tower, context = model.text.tower, model.config.text.context_length if model.config.text else 32
-    weights = hashlib.sha256(f"context={context}".encode())
-    for key, value in tower.state_dict().items():
-        if not key.startswith("projection"):
-            weights.update(key.encode() + value.detach().cpu().contiguous().numpy().tobytes())
-    folder = sslzoo_home() / "cache" / "text-features" / weights.hexdigest()[:32]
-    known: dict[str, Tensor] = {}
-    for bank in sorted(folder.glob("*.safetensors")):
-        with safe_open(str(bank), "pt") as handle:
-            names = json.loads((handle.metadata() or {})["texts"])
-            rows = handle.get_tensor("features")
-        known.update(zip(names, rows, strict=True))
-    missing = sorted({t for t in texts if t not in known}, key=len)  # like lengths carry less padding
-    if missing:
-        features = _encode(model, missing, context, batch_size)
-        folder.mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha256("\n".join(missing).encode()).hexdigest()[:32]
-        tmp = folder / f".{digest}.{os.getpid()}.tmp"
-        save_file({"features": features.contiguous()}, str(tmp), metadata={"texts": json.dumps(missing)})
-        os.replace(tmp, folder / f"{digest}.safetensors")
-        known.update(zip(missing, features, strict=True))
-        log.info("encoded %d new texts into %s", len(missing), folder)
-    return torch.stack([known[t] for t in texts])
+    distinct = sorted(set(texts), key=lambda t: (len(t), t))  # like lengths carry less padding
+    key = hashlib.sha256(f"context={context}\0threads={torch.get_num_threads()}".encode())
+    for name, value in tower.state_dict().items():
+        if not name.startswith("projection"):
+            key.update(name.encode() + value.detach().cpu().contiguous().numpy().tobytes())
+    key.update("\0".join(distinct).encode())
+    path = sslzoo_home() / "cache" / "text-features" / f"{key.hexdigest()[:32]}.safetensors"
+    if path.is_file():
+        features = load_file(str(path))["features"]
+    else:
+        features = _encode(model, distinct, context, batch_size).contiguous()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        save_file({"features": features}, str(tmp))
+        os.replace(tmp, path)
+        log.info("encoded %d distinct texts into %s", len(distinct), path)
+    row = {text: i for i, text in enumerate(distinct)}
+    return features[torch.tensor([row[t] for t in texts], dtype=torch.long)]
 
 
 @torch.inference_mode()
