@@ -174,7 +174,8 @@ def convert_efficientnet_lite0(target: Path | None = None) -> Path:
     target = target or sslzoo_home() / "pretrained" / LITE0_FILE
     raw = torch.load(source, map_location="cpu", weights_only=True)
     state = {k: v.contiguous() for k, v in efficientnet_pytorch_to_timm(raw).items()}
-    load_strict(create_model(LITE0_ARCH, pretrained=False), state, str(source))  # all 296 tensors, strict
+    with torch.random.fork_rng(devices=[]):  # a first use must not move the caller's seeded random stream
+        load_strict(create_model(LITE0_ARCH, pretrained=False), state, str(source))  # all 296 tensors, strict
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     save_file(state, str(tmp), metadata={"format": "pt", "source": str(source.name), "source_sha256": _sha256(source),
