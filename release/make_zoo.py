@@ -245,7 +245,7 @@ def finish_one(model: ZooModel, trained: Trained, args: argparse.Namespace, env:
             _unship(args.root, model.name)
             return {"name": model.name, "seconds": trained.seconds, "summary": verdict}
         run_logged([_sslzoo(), "export", model.source, "--no-int8"], logfile, env)
-    measured = label_efficiency(model, args, env)
+    measured = label_efficiency(model, args, env, logfile)
     result = ship_one(model, args, registry, trained, logfile, measured)
     return {"name": model.name, "seconds": (trained.seconds or 0.0) + time.perf_counter() - start,
             "summary": result}
@@ -273,7 +273,8 @@ def build_all(models: Sequence[ZooModel], args: argparse.Namespace, env: dict[st
     return done
 
 
-def label_efficiency(model: ZooModel, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any] | None:
+def label_efficiency(model: ZooModel, args: argparse.Namespace, env: dict[str, str],
+                     logfile: Path) -> dict[str, Any] | None:
     """Run ``benchmarks.label_efficiency`` on the trained scratch entry, for the model card (None if not asked).
 
     It runs on the scratch entry (fp32, before shipping) with the training's thread count, so a rebuild
@@ -284,7 +285,7 @@ def label_efficiency(model: ZooModel, args: argparse.Namespace, env: dict[str, s
     options = shlex.split(model.label_efficiency)
     out = args.runs / f"{model.name}.label_efficiency.json"
     run_logged([sys.executable, "-m", "benchmarks.label_efficiency", "--encoders", model.source,
-                "--threads", str(args.threads), "--json", str(out), *options], args.runs / f"{model.name}.log", env)
+                "--threads", str(args.threads), "--json", str(out), *options], logfile, env)
     measured = json.loads(out.read_text())
     for row in measured["rows"]:
         row["encoder"] = model.name if row["encoder"] == model.source else row["encoder"]

@@ -29,4 +29,4 @@ def test_features_do_not_depend_on_what_the_cache_saw_first(tmp_path, monkeypatc
     assert torch.equal(cold, warm)
     again = text_trunk_features(model, list(reversed(SHORT)), batch_size=2)  # a cache hit, rows in call order
     assert torch.equal(again, cold[:4].flip(0))
-    assert len(list((tmp_path / "warm" / "cache" / "text-features").glob("*.safetensors"))) == 2
+    assert len(list((tmp_path / "warm" / "cache" / "clip-features").glob("*.safetensors"))) == 2

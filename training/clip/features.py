@@ -68,27 +68,18 @@ def text_trunk_features(model: ClipModel, texts: list[str], batch_size: int = 25
 
     Each distinct text is encoded once (caption tables repeat the same prompts thousands of times), in
     batches of texts of like length, in an order fixed by the texts alone. The bank is keyed by the whole
-    set of distinct texts, the tower and the thread count, and never shared between sets: a text's last
-    bits depend on the batch it was padded with, so rows reused from another call's batches would make a
-    build depend on what ran before it (a rebuild from a cold cache would differ from the first build).
+    set of distinct texts, the tower and the thread count (:func:`cached`), and never shared between
+    sets: a text's last bits depend on the batch it was padded with, so rows reused from another call's
+    batches would make a build depend on what ran before it (a cold rebuild would differ from the first).
     """
     tower, context = model.text.tower, model.config.text.context_length if model.config.text else 32
     distinct = sorted(set(texts), key=lambda t: (len(t), t))  # like lengths carry less padding
-    key = hashlib.sha256(f"context={context}\0threads={torch.get_num_threads()}".encode())
+    weights = hashlib.sha256(f"context={context}".encode())
     for name, value in tower.state_dict().items():
         if not name.startswith("projection"):
-            key.update(name.encode() + value.detach().cpu().contiguous().numpy().tobytes())
-    key.update("\0".join(distinct).encode())
-    path = sslzoo_home() / "cache" / "text-features" / f"{key.hexdigest()[:32]}.safetensors"
-    if path.is_file():
-        features = load_file(str(path))["features"]
-    else:
-        features = _encode(model, distinct, context, batch_size).contiguous()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        save_file({"features": features}, str(tmp))
-        os.replace(tmp, path)
-        log.info("encoded %d distinct texts into %s", len(distinct), path)
+            weights.update(name.encode() + value.detach().cpu().contiguous().numpy().tobytes())
+    features = cached([weights.hexdigest(), "text-trunk", *distinct],
+                      lambda: _encode(model, distinct, context, batch_size))
     row = {text: i for i, text in enumerate(distinct)}
     return features[torch.tensor([row[t] for t in texts], dtype=torch.long)]
 
