@@ -98,7 +98,7 @@ def scores(model: ClipModel, vectors: np.ndarray, data: ImageDataset) -> dict[st
     if data.name == "emoji":
         names = [describe(c, []) for c in data.class_names or []]
         logits = zs.logits(vectors, zs.build_classifier(model.embed_texts, names, EMOJI_TEMPLATES), scale)
-        return {"emoji macro": 100 * zs.macro_accuracy(logits, data.labels)["top1"]}
+        return {"emoji macro": 100 * zs.macro_accuracy(logits, np.asarray(data.labels))["top1"]}
     names = list(data.class_names or [])
     logits = zs.logits(vectors, zs.build_classifier(model.embed_texts, names, zs.DEFAULT_TEMPLATES), scale)
     return {"clipart": 100 * zs.accuracy(logits, np.asarray(data.labels))["top1"]}

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -42,7 +43,7 @@ import zoo
 from training.clip.captions import build_caption_table, concat_tables, richer_captions
 from training.clip.features import cached_image_features, text_trunk_features
 from training.clip.imagenet_classes import class_embeddings, imagenet_classes, lite0_classifier
-from training.clip.locked_fit import fit_projections
+from training.clip.locked_fit import GeometryPrior, fit_projections
 from training.clip.quality import zero_shot_metrics
 from training.methods.clip import Clip
 from zoo.clip import ClipModel
@@ -68,11 +69,14 @@ def test_sets(n_shapes: int, seed: int) -> list[ImageDataset]:
 
 
 def fit_default(trains: list[ImageDataset], *, lite_size: int = 224, fit_steps: int = 300,
-                seed: int = 0, concept_gate: float | None = None) -> tuple[ClipModel, dict[str, Any]]:
+                seed: int = 0, concept_gate: float | None = None, geometry_weight: float = 0.0,
+                geometry_extra: Sequence[ImageDataset] = ()) -> tuple[ClipModel, dict[str, Any]]:
     """Fit the locked-towers CLIP on the union of ``trains``; returns the pair and timing notes.
 
     Shapes captions are positives when their texts match; emoji captions when their concept matches.
     A ``concept_gate`` wraps the image head in a :class:`~zoo.concepts.ConceptHead` with that gate.
+    A ``geometry_weight`` above 0 adds a :class:`~training.clip.locked_fit.GeometryPrior` over the
+    training images and the uncaptioned ``geometry_extra`` sets, so search keeps Lite0's neighbourhoods.
     """
     torch.manual_seed(seed)
     method = Clip.from_dataset(trains[0], image="efficientnet_lite0", text="minilm", embed_dim=256,
@@ -88,8 +92,13 @@ def fit_default(trains: list[ImageDataset], *, lite_size: int = 224, fit_steps: 
               for ds in trains]
     table = concat_tables(tables)
     texts = text_trunk_features(model, table.texts)  # each distinct caption once, from the on-disk bank
+    geometry = None
+    if geometry_weight > 0:
+        pool = [features[0], *(cached_image_features(model, ds.images, label=f"{ds.name}/{ds.split}", seed=seed)[0]
+                               for ds in geometry_extra)]
+        geometry = GeometryPrior(torch.cat(pool), weight=geometry_weight)
     fit = fit_projections(model, table, features, texts, steps=fit_steps, batch_size=512, lr=1e-3,
-                          weight_decay=0.05, seed=seed)
+                          weight_decay=0.05, seed=seed, geometry=geometry)
     notes = {"features_s": round(extract, 1), "fit_s": round(fit.seconds, 1),
              "total_s": round(time.perf_counter() - start, 1), "images": int(features.shape[1]),
              "captions": len(table.texts)}
@@ -110,16 +119,24 @@ def with_concept_head(model: ClipModel, top_k: int = 10, gate: float = 0.0) -> C
     return model.eval()
 
 
+def geometry_pool() -> list[ImageDataset]:
+    """The uncaptioned images the geometry prior adds to the fit's own: the ``clipart`` ``train`` folders."""
+    return [load_dataset("clipart", "train")]
+
+
 def build_default(name: str = "default", *, n_shapes: int = 3000, lite_size: int = 224, fit_steps: int = 300,
-                  seed: int = 0, evaluate: bool = True, concept_gate: float | None = None) -> zoo.Entry:
+                  seed: int = 0, evaluate: bool = True, concept_gate: float | None = None,
+                  geometry_weight: float = 0.0) -> zoo.Entry:
     """Fit on ``shapes`` + ``emoji`` train, measure held-out zero-shot, save as ``name`` in the registry."""
     start = time.perf_counter()
     trains = training_sets(n_shapes, seed)
+    extra = geometry_pool() if geometry_weight > 0 else []
     clip, notes = fit_default(trains, lite_size=lite_size, fit_steps=fit_steps, seed=seed,
-                              concept_gate=concept_gate)
+                              concept_gate=concept_gate, geometry_weight=geometry_weight, geometry_extra=extra)
     metrics = zero_shot_metrics(clip, test_sets(n_shapes, seed)) if evaluate else {}
     notes["build_s"] = round(time.perf_counter() - start, 1)
-    data = " + ".join(f"{ds.name}/{ds.split}" for ds in trains)
+    data = " + ".join([f"{ds.name}/{ds.split}" for ds in trains]
+                      + [f"{ds.name}/{ds.split} images (uncaptioned: geometry prior)" for ds in extra])
     clip.config = clip.config.replace(data=data, metrics={**clip.config.metrics, **metrics}, recipe={
         "script": "python -m training.clip.default", "data": data, "n_shapes": n_shapes, "lite_size": lite_size,
         "fit_steps": fit_steps, "seed": seed, "positives": "shapes: equal captions; emoji: equal concepts",
@@ -129,7 +146,11 @@ def build_default(name: str = "default", *, n_shapes: int = 3000, lite_size: int
                           "Lite0's ImageNet classifier (top-10 class names from timm.data.ImageNetInfo, in the "
                           "service's prompts), weighted by its top probability above the gate "
                           f"{concept_gate} (chosen on validation splits: benchmarks/concept_gate.py)"}
-           if concept_gate is not None else {})})
+           if concept_gate is not None else {}),
+        **({"geometry_prior": f"weight {geometry_weight}: KL of Lite0's raw k-NN neighbour distributions (T 0.07) "
+                              "on the fit's images + " + ", ".join(f"{ds.name}/{ds.split}" for ds in extra)
+                              + " (uncaptioned); weight chosen on validation splits: benchmarks/geometry_prior.py"}
+           if geometry_weight > 0 else {})})
     log.info("default CLIP built in %.0f s", notes["build_s"])
     return zoo.save(clip, name)
 
@@ -144,13 +165,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="mix in the ConSE embedding of Lite0's ImageNet classifier (zoo.concepts)")
     parser.add_argument("--concept-gate", type=float, default=0.0,
                         help="with --concept-head: the classifier confidence below which class names get no say")
+    parser.add_argument("--geometry-weight", type=float, default=0.0,
+                        help="weight of the prior that keeps Lite0's image neighbourhoods (0: none)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if not args.force and args.name in zoo.Registry().names():
         log.info("registry already holds %r; nothing to build", args.name)
         return 0
     entry = build_default(args.name, evaluate=not args.no_eval,
-                          concept_gate=args.concept_gate if args.concept_head else None)
+                          concept_gate=args.concept_gate if args.concept_head else None,
+                          geometry_weight=args.geometry_weight)
     log.info("saved %s (%s)", entry.ref, entry.embedding_space)
     return 0
 

@@ -68,12 +68,13 @@ def stack_views(outputs: Iterator[tuple[int, Tensor]], views: int) -> Tensor:
 def train_pairs(table: CaptionTable, text_feats: Tensor, embed_images: Callable[[Tensor, Tensor], Tensor],
                 text_projection: nn.Module, logit_scale: Tensor, opt: torch.optim.Optimizer, *, views: int, steps: int,
                 batch_size: int, warmup: int, seed: int, loss: ClipLoss,
-                image_weights: Tensor | None = None) -> list[float]:
+                image_weights: Tensor | None = None, extra: Callable[[], Tensor] | None = None) -> list[float]:
     """The contrastive loop both fits share; returns the loss of every step.
 
     Each step draws ``batch_size`` captioned images (weighted by ``image_weights``), one view
     (``embed_images(view, pick)`` embeds them) and one caption each (:meth:`CaptionTable.pick`), and
-    steps ``opt`` on the symmetric loss, its learning rate on a cosine decay after ``warmup`` steps.
+    steps ``opt`` on the symmetric loss plus ``extra()`` if given, its learning rate on a cosine decay
+    after ``warmup`` steps.
     """
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup)
                                               * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
@@ -88,12 +89,54 @@ def train_pairs(table: CaptionTable, text_feats: Tensor, embed_images: Callable[
         image = F.normalize(embed_images(view, pick), dim=-1)
         text = F.normalize(text_projection(text_feats[rows]), dim=-1)
         value = loss(image, text, logit_scale.clamp(max=LOGIT_SCALE_MAX).exp(), table.keys[rows])
+        if extra is not None:
+            value = value + extra()
         opt.zero_grad(set_to_none=True)
         value.backward()
         opt.step()
         sched.step()
         losses.append(float(value.detach()))
     return losses
+
+
+@dataclass(frozen=True)
+class GeometryPrior:
+    """Keep the neighbourhoods the locked trunk already draws, on a pool of images.
+
+    A projection fitted to captions of a few domains keeps the directions those captions need and may
+    fold away the rest, so image search (k-NN in the joint space) loses what the trunk knew about
+    other images. This term is the KL divergence between each pool image's neighbour distribution in
+    the trunk's raw pooled features and in the joint space (softmax over cosine similarities at
+    ``temperature``, self excluded): the same weighting the k-NN read-out uses, so what it keeps is
+    what a search sees. The pool needs no captions.
+    """
+
+    features: Tensor  # [N, F] raw pooled trunk features of the pool (view 0)
+    weight: float = 1.0
+    batch_size: int = 512
+    temperature: float = 0.07
+
+
+def neighbour_kl(teacher: Tensor, student: Tensor, temperature: float) -> Tensor:
+    """Mean KL(teacher ‖ student) of the rows' softmax neighbour distributions (cosine, self masked)."""
+    eye = torch.eye(len(teacher), dtype=torch.bool)
+    t_logits = (F.normalize(teacher, dim=-1) @ F.normalize(teacher, dim=-1).T / temperature).masked_fill(eye, -1e9)
+    s_logits = (F.normalize(student, dim=-1) @ F.normalize(student, dim=-1).T / temperature).masked_fill(eye, -1e9)
+    target = F.log_softmax(t_logits, dim=-1)
+    return F.kl_div(F.log_softmax(s_logits, dim=-1), target, log_target=True, reduction="batchmean")
+
+
+def geometry_term(prior: GeometryPrior, project: Callable[[Tensor], Tensor], seed: int) -> Callable[[], Tensor]:
+    """One draw of :func:`neighbour_kl` per call, from its own seeded stream (the fit's draws are untouched)."""
+    generator = torch.Generator().manual_seed(seed + 7919)
+    n = len(prior.features)
+
+    def term() -> Tensor:
+        pick = torch.randperm(n, generator=generator)[: min(prior.batch_size, n)]
+        pool = prior.features[pick]
+        return prior.weight * neighbour_kl(pool, project(pool), prior.temperature)
+
+    return term
 
 
 @dataclass
@@ -109,7 +152,7 @@ class FitResult:
 def fit_projections(model: ClipModel, table: CaptionTable, image_feats: Tensor, text_feats: Tensor, *,
                     steps: int = 2000, batch_size: int = 512, lr: float = 1e-3, weight_decay: float = 0.05,
                     seed: int = 0, loss: ClipLoss | None = None, text_identity: bool = False,
-                    image_weights: Tensor | None = None) -> FitResult:
+                    image_weights: Tensor | None = None, geometry: GeometryPrior | None = None) -> FitResult:
     """Train the image head, the text projection and ``logit_scale`` on precomputed features.
 
     Args:
@@ -129,6 +172,7 @@ def fit_projections(model: ClipModel, table: CaptionTable, image_feats: Tensor, 
             captions cannot distort towards the training concepts.
         image_weights: Optional ``[N]`` sampling weights (e.g. ``1 / images of the concept`` so that a
             concept with 25 skin-tone variants is drawn as often as one with a single image).
+        geometry: Optional :class:`GeometryPrior` added to every step's loss.
     """
     _, head = image_trunk_and_head(model)
     projection = model.text.tower.projection
@@ -153,7 +197,8 @@ def fit_projections(model: ClipModel, table: CaptionTable, image_feats: Tensor, 
     result.losses = train_pairs(
         table, text_feats, lambda view, pick: img_proj((image_feats[view, pick] - mean) / std), txt_proj, logit_scale,
         opt, views=image_feats.shape[0], steps=steps, batch_size=batch_size, warmup=max(1, steps // 20), seed=seed,
-        loss=loss_fn, image_weights=image_weights)
+        loss=loss_fn, image_weights=image_weights,
+        extra=None if geometry is None else geometry_term(geometry, lambda f: img_proj((f - mean) / std), seed))
     with torch.no_grad():  # fold the standardisation into the affine head
         result.image_embeddings = F.normalize(img_proj((image_feats[0] - mean) / std), dim=-1)
         weight = img_proj.weight / std

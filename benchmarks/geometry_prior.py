@@ -1,0 +1,131 @@
+"""Choosing the weight of the default CLIP's geometry prior on validation splits of its own training data.
+
+    python -m benchmarks.geometry_prior                          # the table and the weight the rule picks
+    python -m benchmarks.geometry_prior --weights 0 1 3          # other weights
+
+The default's image projection is fitted to captions of drawings; what it does not need for them it
+may fold away, and image search in the joint space then loses what Lite0 knew (issue 16 asks the
+served embedding's k-NN to keep 98 % of the raw features'). The
+:class:`~training.clip.locked_fit.GeometryPrior` keeps the trunk's neighbour distributions on a pool
+of images: the fit's own images and the ``clipart`` ``train`` folders (uncaptioned use). Each weight
+is fitted exactly as :func:`training.clip.default.fit_default` fits the default, on the validation
+harness of :mod:`benchmarks.concept_gate` (emoji train families held out, another shapes stream,
+clip-art ``val`` folders), and read through the linear head:
+
+* **k-NN ratio**: weighted k-NN (k = 20, T = 0.07) of the joint embedding over that of the raw pooled
+  features, each set split in two seeded halves (gallery, queries): clip-art ``val`` by category
+  (drawings of nameable things, the nearest to photographs that may be looked at) and shapes by shape;
+* the zero-shot figures of :func:`benchmarks.concept_gate.scores`.
+
+The rule, fixed before the table is read: the smallest weight whose clip-art k-NN ratio reaches
+``--target`` with emoji macro and mean shapes top-1 each within ``--tolerance`` points of weight 0;
+if none reaches it, the weight with the highest ratio among those within tolerance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from benchmarks.concept_gate import ValidationSets, load_sets, pooled_features, scores
+from training.clip.default import fit_default, geometry_pool
+from training.clip.locked_fit import image_trunk_and_head
+from training.evaluate import knn_accuracy
+from zoo.clip import ClipModel
+from zoo.data import ImageDataset
+
+WEIGHTS = (0.0, 0.3, 1.0, 3.0, 10.0)
+log = logging.getLogger("geometry_prior")
+
+
+def knn_ratio(raw: torch.Tensor, served: torch.Tensor, labels: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """(served k-NN, served / raw k-NN) on a seeded half/half split of one set."""
+    order = np.random.default_rng(seed).permutation(len(labels))
+    gallery, queries = order[: len(order) // 2], order[len(order) // 2 :]
+
+    def knn(x: np.ndarray) -> float:
+        return knn_accuracy(x[gallery], labels[gallery], x[queries], labels[queries])
+
+    got, base = knn(served.numpy()), knn(raw.numpy())
+    return got, got / base
+
+
+def shape_labels(data: ImageDataset) -> np.ndarray:
+    """Each shapes image's shape (its first attribute) as an integer label."""
+    shapes = [m["shape"] for m in data.meta or []]
+    index = {s: i for i, s in enumerate(sorted(set(shapes)))}
+    return np.array([index[s] for s in shapes])
+
+
+def weight_row(model: ClipModel, sets: ValidationSets) -> dict[str, float]:
+    """Every validation figure of one fitted model, read through its linear head."""
+    _, head = image_trunk_and_head(model)
+    row: dict[str, float] = {}
+    for data in (sets.emoji, sets.shapes, sets.clipart):
+        raw = pooled_features(model, data)
+        with torch.inference_mode():
+            served = head(raw)
+        row.update(scores(model, F.normalize(served, dim=-1).numpy(), data))
+        if data.name in ("clipart", "shapes"):
+            labels = np.asarray(data.labels) if data.name == "clipart" else shape_labels(data)
+            got, ratio = knn_ratio(raw, served, labels)
+            row[f"{data.name} k-NN"], row[f"{data.name} k-NN ratio"] = 100 * got, ratio
+    return row
+
+
+def choose(rows: dict[float, dict[str, float]], target: float, tolerance: float) -> float:
+    """The rule of the module docstring."""
+    base = rows[0.0]
+    fine = {w: r for w, r in rows.items() if r["emoji macro"] >= base["emoji macro"] - tolerance
+            and r["shapes mean"] >= base["shapes mean"] - tolerance}
+    reaching = [w for w, r in fine.items() if r["clipart k-NN ratio"] >= target]
+    return min(reaching) if reaching else max(fine, key=lambda w: fine[w]["clipart k-NN ratio"])
+
+
+def table(rows: dict[float, dict[str, float]]) -> str:
+    """The rows as markdown (ratios to three places, the rest in points)."""
+    keys = list(next(iter(rows.values())))
+    lines = ["| weight | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for weight, row in rows.items():
+        cells = [f"{row[k]:.3f}" if k.endswith("ratio") else f"{row[k]:.1f}" for k in keys]
+        lines.append(f"| {weight:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=float, nargs="+", default=list(WEIGHTS))
+    parser.add_argument("--val-fraction", type=float, default=0.17, help="emoji train families held out")
+    parser.add_argument("--seed", type=int, default=1, help="picks the held-out emoji families")
+    parser.add_argument("--shapes-seed", type=int, default=1, help="the validation stream of shapes")
+    parser.add_argument("--shapes-n", type=int, default=600)
+    parser.add_argument("--target", type=float, default=0.98, help="clip-art k-NN ratio to reach")
+    parser.add_argument("--tolerance", type=float, default=0.5, help="points the drawing domains may lose")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(args.threads)
+    weights = sorted({0.0, *args.weights})
+    sets = load_sets(args)
+    pool = geometry_pool()
+    rows = {}
+    for weight in weights:
+        model, _ = fit_default(sets.fit, geometry_weight=weight, geometry_extra=pool)
+        rows[weight] = weight_row(model, sets)
+        log.info("weight %g: %s", weight, rows[weight])
+    print(f"# geometry_prior: emoji val {len(sets.emoji)} images (families seed {args.seed}), shapes val "
+          f"{len(sets.shapes)} (stream {args.shapes_seed}), clipart val {len(sets.clipart)} / "
+          f"{len(sets.clipart.class_names or [])} categories; pool = fit images + clipart train ({len(pool[0])}); "
+          "top-1 in %, k-NN on seeded halves")
+    print(table(rows))
+    chosen = choose(rows, args.target, args.tolerance)
+    print(f"chosen weight (smallest with clipart k-NN ratio >= {args.target} within {args.tolerance} points "
+          f"of weight 0 on emoji and shapes, else the best ratio within): {chosen:g}")
+
+
+if __name__ == "__main__":
+    main()
