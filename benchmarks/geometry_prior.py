@@ -38,9 +38,9 @@ import torch.nn.functional as F
 from benchmarks.concept_gate import ValidationSets, load_sets, pooled_features, scores
 from training.clip.default import fit_default, geometry_pool
 from training.clip.locked_fit import image_trunk_and_head
+from training.clip.quality import shapes_tasks
 from training.evaluate import knn_accuracy
 from zoo.clip import ClipModel
-from zoo.data import ImageDataset
 
 WEIGHTS = (0.0, 0.3, 1.0, 3.0, 10.0)
 log = logging.getLogger("geometry_prior")
@@ -58,13 +58,6 @@ def knn_ratio(raw: torch.Tensor, served: torch.Tensor, labels: np.ndarray, seed:
     return got, got / base
 
 
-def shape_labels(data: ImageDataset) -> np.ndarray:
-    """Each shapes image's shape (its first attribute) as an integer label."""
-    shapes = [m["shape"] for m in data.meta or []]
-    index = {s: i for i, s in enumerate(sorted(set(shapes)))}
-    return np.array([index[s] for s in shapes])
-
-
 def weight_row(model: ClipModel, sets: ValidationSets) -> dict[str, float]:
     """Every validation figure of one fitted model, read through its linear head."""
     _, head = image_trunk_and_head(model)
@@ -75,7 +68,8 @@ def weight_row(model: ClipModel, sets: ValidationSets) -> dict[str, float]:
             served = head(raw)
         row.update(scores(model, F.normalize(served, dim=-1).numpy(), data))
         if data.name in ("clipart", "shapes"):
-            labels = np.asarray(data.labels) if data.name == "clipart" else shape_labels(data)
+            labels = (np.asarray(data.labels) if data.name == "clipart"
+                      else next(labels for task, _, _, labels in shapes_tasks(data) if task == "shape"))
             got, ratio = knn_ratio(raw, served, labels)
             row[f"{data.name} k-NN"], row[f"{data.name} k-NN ratio"] = 100 * got, ratio
     return row
