@@ -55,13 +55,18 @@ class ValidationSets:
     clipart: ImageDataset
 
 
-def split_families(emoji: ImageDataset, fraction: float, seed: int) -> tuple[ImageDataset, ImageDataset]:
-    """``emoji`` train cut by whole concept families: (fit, validation), the validation labels re-indexed."""
+def validation_families(emoji: ImageDataset, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of the ``emoji`` images whose concept family a seeded ``fraction`` of families holds out."""
     families = np.array([m["family"] for m in emoji.meta or []])
     names = sorted(set(families))
     rng = np.random.default_rng(seed)
     held = set(rng.choice(names, size=max(1, round(fraction * len(names))), replace=False))
-    is_val = np.array([f in held for f in families])
+    return np.array([f in held for f in families])
+
+
+def split_families(emoji: ImageDataset, fraction: float, seed: int) -> tuple[ImageDataset, ImageDataset]:
+    """``emoji`` train cut by whole concept families: (fit, validation), the validation labels re-indexed."""
+    is_val = validation_families(emoji, fraction, seed)
     fit, val = emoji.subset(np.flatnonzero(~is_val)), emoji.subset(np.flatnonzero(is_val))
     labels = [] if val.labels is None else val.labels.tolist()
     concepts = sorted(set(labels))

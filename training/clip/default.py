@@ -40,6 +40,7 @@ from typing import Any
 import torch
 
 import zoo
+from training.clip.appearances import COLOUR_FREE_SETS, check_appearances, render
 from training.clip.captions import build_caption_table, concat_tables, richer_captions
 from training.clip.features import cached_image_features, text_trunk_features
 from training.clip.imagenet_classes import class_embeddings, imagenet_classes, lite0_classifier
@@ -68,24 +69,50 @@ def test_sets(n_shapes: int, seed: int) -> list[ImageDataset]:
             load_dataset("emoji", "heldout", image_size=EMOJI_SIZE, seed=seed)]
 
 
+def locked_clip(example: ImageDataset, lite_size: int = 224) -> Clip:
+    """The default's pair before its fit: Lite0 and MiniLM, both locked, fresh 256-d projections."""
+    return Clip.from_dataset(example, image="efficientnet_lite0", text="minilm", embed_dim=256, img_size=lite_size,
+                             context_length=CONTEXT_LENGTH, positives="caption", lock_image=True, lock_text=True)
+
+
+def fit_features(model: ClipModel, trains: Sequence[ImageDataset], appearances: Sequence[str] = ("plain",),
+                 seed: int = 0) -> torch.Tensor:
+    """Pooled Lite0 features ``[V, N, F]`` of ``trains``' images, one view per appearance (cached on disk).
+
+    Sets whose captions name colours keep their plain view in every slot
+    (:data:`~training.clip.appearances.COLOUR_FREE_SETS`).
+    """
+    names = check_appearances(appearances)
+    per_set = []
+    for ds in trains:
+        label = f"{ds.name}/{ds.split}"
+        plain = cached_image_features(model, ds.images, label=label, seed=seed)
+        views = [plain] + [cached_image_features(model, render(ds.images, name), label=f"{label} {name}", seed=seed)
+                           if ds.name in COLOUR_FREE_SETS else plain for name in names[1:]]
+        per_set.append(torch.cat(views))
+    return torch.cat(per_set, dim=1)
+
+
 def fit_default(trains: list[ImageDataset], *, lite_size: int = 224, fit_steps: int = 300,
                 seed: int = 0, concept_gate: float | None = None, geometry_weight: float = 0.0,
-                geometry_extra: Sequence[ImageDataset] = ()) -> tuple[ClipModel, dict[str, Any]]:
+                geometry_extra: Sequence[ImageDataset] = (), appearances: Sequence[str] = ("plain",),
+                features: torch.Tensor | None = None) -> tuple[ClipModel, dict[str, Any]]:
     """Fit the locked-towers CLIP on the union of ``trains``; returns the pair and timing notes.
 
     Shapes captions are positives when their texts match; emoji captions when their concept matches.
     A ``concept_gate`` wraps the image head in a :class:`~zoo.concepts.ConceptHead` with that gate.
     A ``geometry_weight`` above 0 adds a :class:`~training.clip.locked_fit.GeometryPrior` over the
     training images and the uncaptioned ``geometry_extra`` sets, so search keeps Lite0's neighbourhoods.
+    ``appearances`` beyond ``plain`` are extra views of the colour-free sets
+    (:mod:`training.clip.appearances`). ``features`` are :func:`fit_features` computed by the caller
+    (a benchmark that fits on subsets of sets whose features it holds already).
     """
     torch.manual_seed(seed)
-    method = Clip.from_dataset(trains[0], image="efficientnet_lite0", text="minilm", embed_dim=256,
-                               img_size=lite_size, context_length=CONTEXT_LENGTH, positives="caption",
-                               lock_image=True, lock_text=True)
+    method = locked_clip(trains[0], lite_size)
     model = method.model
     start = time.perf_counter()
-    features = torch.cat([cached_image_features(model, ds.images, label=f"{ds.name}/{ds.split}", seed=seed)
-                          for ds in trains], dim=1)
+    if features is None:
+        features = fit_features(model, trains, appearances, seed)
     extract = time.perf_counter() - start
     tables = [build_caption_table(ds, model.text.tokenizer, CONTEXT_LENGTH,
                                   "label" if ds.name == "emoji" else "caption", captions=richer_captions(ds))
@@ -126,13 +153,14 @@ def geometry_pool() -> list[ImageDataset]:
 
 def build_default(name: str = "default", *, n_shapes: int = 3000, lite_size: int = 224, fit_steps: int = 300,
                   seed: int = 0, evaluate: bool = True, concept_gate: float | None = None,
-                  geometry_weight: float = 0.0) -> zoo.Entry:
+                  geometry_weight: float = 0.0, appearances: Sequence[str] = ("plain",)) -> zoo.Entry:
     """Fit on ``shapes`` + ``emoji`` train, measure held-out zero-shot, save as ``name`` in the registry."""
     start = time.perf_counter()
     trains = training_sets(n_shapes, seed)
     extra = geometry_pool() if geometry_weight > 0 else []
     clip, notes = fit_default(trains, lite_size=lite_size, fit_steps=fit_steps, seed=seed,
-                              concept_gate=concept_gate, geometry_weight=geometry_weight, geometry_extra=extra)
+                              concept_gate=concept_gate, geometry_weight=geometry_weight, geometry_extra=extra,
+                              appearances=appearances)
     metrics = zero_shot_metrics(clip, test_sets(n_shapes, seed)) if evaluate else {}
     notes["build_s"] = round(time.perf_counter() - start, 1)
     data = " + ".join([f"{ds.name}/{ds.split}" for ds in trains]
@@ -150,7 +178,10 @@ def build_default(name: str = "default", *, n_shapes: int = 3000, lite_size: int
         **({"geometry_prior": f"weight {geometry_weight}: KL of Lite0's raw k-NN neighbour distributions (T 0.07) "
                               "on the fit's images + " + ", ".join(f"{ds.name}/{ds.split}" for ds in extra)
                               + " (uncaptioned); weight chosen on validation splits: benchmarks/geometry_prior.py"}
-           if geometry_weight > 0 else {})})
+           if geometry_weight > 0 else {}),
+        **({"appearances": f"views of {', '.join(COLOUR_FREE_SETS)}: {', '.join(appearances)} "
+                           "(training.clip.appearances; chosen on validation splits: benchmarks/appearance_views.py)"}
+           if tuple(appearances) != ("plain",) else {})})
     log.info("default CLIP built in %.0f s", notes["build_s"])
     return zoo.save(clip, name)
 
@@ -167,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --concept-head: the classifier confidence below which class names get no say")
     parser.add_argument("--geometry-weight", type=float, default=0.0,
                         help="weight of the prior that keeps Lite0's image neighbourhoods (0: none)")
+    parser.add_argument("--appearances", nargs="+", default=["plain"], metavar="NAME",
+                        help="views of the colour-free captioned sets, 'plain' first (training.clip.appearances)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if not args.force and args.name in zoo.Registry().names():
@@ -174,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     entry = build_default(args.name, evaluate=not args.no_eval,
                           concept_gate=args.concept_gate if args.concept_head else None,
-                          geometry_weight=args.geometry_weight)
+                          geometry_weight=args.geometry_weight, appearances=args.appearances)
     log.info("saved %s (%s)", entry.ref, entry.embedding_space)
     return 0
 
