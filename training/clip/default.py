@@ -26,7 +26,14 @@ default gates it at 0.5 (chosen on validation splits, ``benchmarks/concept_gate.
 drawing domains where they were and lets the class names speak for what the classifier knows well
 (``docs/clip-default-experiments.md`` §4–6).
 
-Run: ``python -m training.clip.default [--name default] [--force] [--concept-head [--concept-gate G]]``.
+Two fit options keep more than the drawings need: ``--appearances plain grey grey-inverted`` adds
+grey and light-on-dark renderings of the emoji as extra views under the same captions
+(:mod:`training.clip.appearances`), and ``--geometry-weight W`` a prior that keeps Lite0's image
+neighbourhoods (:class:`~training.clip.locked_fit.GeometryPrior`); each is chosen on validation
+splits by its benchmark (``benchmarks/appearance_views.py``, ``benchmarks/geometry_prior.py``).
+
+Run: ``python -m training.clip.default [--name default] [--force] [--concept-head [--concept-gate G]]
+[--appearances NAME ...] [--geometry-weight W]``.
 """
 
 from __future__ import annotations

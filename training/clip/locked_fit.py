@@ -120,10 +120,12 @@ class GeometryPrior:
 def neighbour_kl(teacher: Tensor, student: Tensor, temperature: float) -> Tensor:
     """Mean KL(teacher ‖ student) of the rows' softmax neighbour distributions (cosine, self masked)."""
     eye = torch.eye(len(teacher), dtype=torch.bool)
-    t_logits = (F.normalize(teacher, dim=-1) @ F.normalize(teacher, dim=-1).T / temperature).masked_fill(eye, -1e9)
-    s_logits = (F.normalize(student, dim=-1) @ F.normalize(student, dim=-1).T / temperature).masked_fill(eye, -1e9)
-    target = F.log_softmax(t_logits, dim=-1)
-    return F.kl_div(F.log_softmax(s_logits, dim=-1), target, log_target=True, reduction="batchmean")
+
+    def log_neighbours(x: Tensor) -> Tensor:
+        unit = F.normalize(x, dim=-1)
+        return F.log_softmax((unit @ unit.T / temperature).masked_fill(eye, -1e9), dim=-1)
+
+    return F.kl_div(log_neighbours(student), log_neighbours(teacher), log_target=True, reduction="batchmean")
 
 
 def geometry_term(prior: GeometryPrior, project: Callable[[Tensor], Tensor], seed: int) -> Callable[[], Tensor]:
