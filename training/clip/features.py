@@ -28,6 +28,7 @@ from zoo.registry import sslzoo_home
 from zoo.text import tokenize_texts, trim_padding
 
 log = logging.getLogger(__name__)
+VIEW0 = "view0=served-preprocessing"  # how view 0 is drawn (locked_fit.view_batches); a change must change it
 
 
 def trunk_digest(backbone: nn.Module, preprocess: PreprocessConfig) -> str:
@@ -59,7 +60,7 @@ def cached_image_features(model: ClipModel, images: np.ndarray, *, label: str, v
     """:func:`training.clip.locked_fit.image_features` of ``images``, from the cache when it holds them."""
     trunk = trunk_digest(image_trunk_and_head(model)[0], model.config.preprocess)
     image_digest = hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
-    key = [trunk, label, image_digest, str(images.shape), f"views={views}", f"seed={seed}"]
+    key = [trunk, label, image_digest, str(images.shape), f"views={views}", f"seed={seed}", VIEW0]
     return cached(key, lambda: image_features(model, images, views=views, seed=seed))
 
 

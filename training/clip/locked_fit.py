@@ -29,6 +29,7 @@ from training.methods.clip import clip_view, image_trunk_and_head
 from training.parts.losses.clip import ClipLoss
 from training.parts.views import BatchViews
 from zoo.clip import LOGIT_SCALE_MAX, ClipModel
+from zoo.preprocess import preprocess_uint8
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +46,23 @@ def image_features(model: ClipModel, images: np.ndarray, views: int = 1, crop_sc
 
 def view_batches(model: ClipModel, images: np.ndarray, views: int, crop_scale: float, batch_size: int,
                  seed: int) -> Iterator[tuple[int, Tensor]]:
-    """``(view, pixels)`` batches in image order, view by view: view 0 uncropped, the others mild crops."""
+    """``(view, pixels)`` batches in image order, view by view: view 0 as served, the others mild crops.
+
+    View 0 goes through the entry's own preprocessing (:func:`zoo.preprocess.preprocess_uint8`, the
+    path every served image takes), so the projection is fitted on the features it will be given:
+    resampling a 32 px drawing to 224 px bilinearly instead of bicubically moves the pooled features
+    enough to cost a projection fitted on one and served the other several points of zero-shot.
+    """
     size = model.config.preprocess.input_size[1:]
-    plain = BatchViews([clip_view(size)], model.config.preprocess)
     cropped = BatchViews([clip_view(size, crop_scale)], model.config.preprocess)
     generator = torch.Generator().manual_seed(seed)
     for v in range(views):
         for start in range(0, len(images), batch_size):
-            batch = torch.from_numpy(images[start : start + batch_size]).permute(0, 3, 1, 2)
-            (pixels,) = (plain if v == 0 else cropped)(batch, generator)
+            if v == 0:
+                pixels = torch.from_numpy(preprocess_uint8(images[start : start + batch_size], model.config.preprocess))
+            else:
+                batch = torch.from_numpy(images[start : start + batch_size]).permute(0, 3, 1, 2)
+                (pixels,) = cropped(batch, generator)
             yield v, pixels.contiguous(memory_format=torch.channels_last)  # ~30% faster convolutions on CPU
 
 
