@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.concept_gate import load_sets, pooled_features, scores, validation_families
-from benchmarks.geometry_prior import knn_ratio, mean_rows
+from benchmarks.geometry_prior import knn_ratio, mean_rows, table
 from training.clip.appearances import render
 from training.clip.default import EMOJI_SIZE, fit_default, fit_features, locked_clip, with_concept_head
 from training.clip.features import cached_image_features
@@ -113,16 +113,6 @@ def choose(rows: dict[str, dict[str, float]], tolerance: float, margin: float) -
     return best if fine[best]["rendered mean"] >= base["rendered mean"] + margin else "plain"
 
 
-def table(rows: dict[str, dict[str, float]]) -> str:
-    """The rows as markdown (ratios to three places, the rest in points)."""
-    keys = list(next(iter(rows.values())))
-    lines = ["| views | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
-    for name, row in rows.items():
-        cells = [f"{row[k]:.3f}" if k.endswith("ratio") else f"{row[k]:.1f}" for k in keys]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3],
@@ -140,12 +130,12 @@ def main(argv: list[str] | None = None) -> None:
         rows = sweep(args, seed)
         print(f"# appearance_views: emoji val families seed {seed}, shapes val stream {seed}, clipart val; "
               "top-1 in %, linear head")
-        print(table(rows))
+        print(table(rows, first="views"))
         per_seed.append(rows)
     rows = per_seed[0] if len(per_seed) == 1 else mean_rows(per_seed)
     if len(per_seed) > 1:
         print(f"# mean over seeds {args.seeds}")
-        print(table(rows))
+        print(table(rows, first="views"))
     print(f"chosen views (highest rendered mean within {args.tolerance} points of plain on emoji and shapes, "
           f"if {args.margin} points above plain's): {choose(rows, args.tolerance, args.margin)}")
 

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Mapping
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -43,6 +45,7 @@ from training.evaluate import knn_accuracy
 from zoo.clip import ClipModel
 
 WEIGHTS = (0.0, 0.3, 1.0, 3.0, 10.0)
+K = TypeVar("K", float, str)  # what a table's rows are named by: a weight, or a list of views
 log = logging.getLogger("geometry_prior")
 
 
@@ -84,18 +87,19 @@ def choose(rows: dict[float, dict[str, float]], target: float, tolerance: float)
     return min(reaching) if reaching else max(fine, key=lambda w: fine[w]["clipart k-NN ratio"])
 
 
-def mean_rows(per_seed: list[dict[float, dict[str, float]]]) -> dict[float, dict[str, float]]:
+def mean_rows(per_seed: list[dict[K, dict[str, float]]]) -> dict[K, dict[str, float]]:
     """Every column averaged over the seeds' sweeps (same weights in each)."""
     return {w: {k: float(np.mean([rows[w][k] for rows in per_seed])) for k in per_seed[0][w]} for w in per_seed[0]}
 
 
-def table(rows: dict[float, dict[str, float]]) -> str:
-    """The rows as markdown (ratios to three places, the rest in points)."""
+def table(rows: Mapping[K, dict[str, float]], first: str = "weight") -> str:
+    """The rows as markdown under a ``first`` column of their keys (ratios to three places, the rest in points)."""
     keys = list(next(iter(rows.values())))
-    lines = ["| weight | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
-    for weight, row in rows.items():
+    lines = [f"| {first} | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for name, row in rows.items():
         cells = [f"{row[k]:.3f}" if k.endswith("ratio") else f"{row[k]:.1f}" for k in keys]
-        lines.append(f"| {weight:g} | " + " | ".join(cells) + " |")
+        label = f"{name:g}" if isinstance(name, float) else name
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
