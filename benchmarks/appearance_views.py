@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.concept_gate import load_sets, pooled_features, scores, validation_families
+from benchmarks.concept_gate import load_sets, pooled_features, scores, validation_families, validation_parser
 from benchmarks.geometry_prior import knn_ratio, mean_rows, table
 from training.clip.appearances import render
 from training.clip.default import EMOJI_SIZE, fit_default, fit_features, locked_clip, with_concept_head
@@ -85,7 +85,7 @@ def candidate_row(model: ClipModel, emoji_val: ImageDataset, emoji_feats: dict[s
 
 def sweep(args: argparse.Namespace, seed: int) -> dict[str, dict[str, float]]:
     """One family split: every candidate fitted and read."""
-    sets = load_sets(argparse.Namespace(**{**vars(args), "seed": seed, "shapes_seed": seed}))
+    sets = load_sets(args.val_fraction, args.shapes_n, seed)
     emoji = load_dataset("emoji", "train", image_size=EMOJI_SIZE, seed=0)
     is_val = torch.from_numpy(validation_families(emoji, args.val_fraction, seed))
     shapes_fit = sets.fit[0]
@@ -114,14 +114,10 @@ def choose(rows: dict[str, dict[str, float]], tolerance: float, margin: float) -
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = validation_parser(__doc__, "points the plain domains may lose")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3],
                         help="each picks the held-out emoji families and the shapes validation stream")
-    parser.add_argument("--val-fraction", type=float, default=0.17, help="emoji train families held out")
-    parser.add_argument("--shapes-n", type=int, default=600)
-    parser.add_argument("--tolerance", type=float, default=0.5, help="points the plain domains may lose")
     parser.add_argument("--margin", type=float, default=1.0, help="points the rendered mean must gain")
-    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)

@@ -78,12 +78,24 @@ def split_families(emoji: ImageDataset, fraction: float, seed: int) -> tuple[Ima
     return fit, relabelled
 
 
-def load_sets(args: argparse.Namespace) -> ValidationSets:
-    """The default's training sets with emoji families held out, and the three validation sets."""
+def validation_parser(doc: str | None, tolerance_help: str) -> argparse.ArgumentParser:
+    """The options every benchmark that chooses a fit option on this harness shares (each adds its own)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--val-fraction", type=float, default=0.17, help="emoji train families held out")
+    parser.add_argument("--shapes-n", type=int, default=600)
+    parser.add_argument("--tolerance", type=float, default=0.5, help=tolerance_help)
+    parser.add_argument("--threads", type=int, default=1)
+    return parser
+
+
+def load_sets(val_fraction: float, shapes_n: int, seed: int, shapes_seed: int | None = None) -> ValidationSets:
+    """The default's training sets with emoji families held out (``seed`` picks them), and the three validation
+    sets (``shapes_seed`` picks the shapes stream; ``seed`` when not given)."""
     emoji_fit, emoji_val = split_families(load_dataset("emoji", "train", image_size=EMOJI_SIZE, seed=0),
-                                          args.val_fraction, args.seed)
+                                          val_fraction, seed)
     shapes_fit = load_dataset("shapes", "train", n=3000, image_size=32, seed=0)
-    shapes_val = load_dataset("shapes", "train", n=args.shapes_n, image_size=32, seed=args.shapes_seed)
+    shapes_val = load_dataset("shapes", "train", n=shapes_n, image_size=32,
+                              seed=seed if shapes_seed is None else shapes_seed)
     return ValidationSets([shapes_fit, emoji_fit], emoji_val, shapes_val, load_dataset("clipart", "val"))
 
 
@@ -152,20 +164,16 @@ def table(rows: list[dict[str, float]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = validation_parser(__doc__, "points the drawing domains may lose")
     parser.add_argument("--gates", type=float, nargs="+", default=list(GATES))
-    parser.add_argument("--val-fraction", type=float, default=0.17, help="emoji train families held out")
     parser.add_argument("--seed", type=int, default=1, help="picks the held-out emoji families")
     parser.add_argument("--shapes-seed", type=int, default=1, help="the validation stream of shapes")
-    parser.add_argument("--shapes-n", type=int, default=600)
-    parser.add_argument("--tolerance", type=float, default=0.5, help="points the drawing domains may lose")
-    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     if 1.0 not in args.gates:
         args.gates.append(1.0)
-    sets = load_sets(args)
+    sets = load_sets(args.val_fraction, args.shapes_n, args.seed, args.shapes_seed)
     model, _ = fit_default(sets.fit)
     rows = gate_rows(model, sets, sorted(args.gates))
     print(f"# concept_gate: emoji val {len(sets.emoji)} images / {len(sets.emoji.class_names or [])} concepts "

@@ -28,7 +28,6 @@ streams) and applies the rule to the mean of every column.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Mapping
 from typing import TypeVar
@@ -37,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.concept_gate import ValidationSets, load_sets, pooled_features, scores
+from benchmarks.concept_gate import ValidationSets, load_sets, pooled_features, scores, validation_parser
 from training.clip.default import fit_default, geometry_pool
 from training.clip.locked_fit import image_trunk_and_head
 from training.clip.quality import shapes_tasks
@@ -104,15 +103,11 @@ def table(rows: Mapping[K, dict[str, float]], first: str = "weight") -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = validation_parser(__doc__, "points the drawing domains may lose")
     parser.add_argument("--weights", type=float, nargs="+", default=list(WEIGHTS))
-    parser.add_argument("--val-fraction", type=float, default=0.17, help="emoji train families held out")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1],
                         help="each picks the held-out emoji families and the shapes validation stream")
-    parser.add_argument("--shapes-n", type=int, default=600)
     parser.add_argument("--target", type=float, default=0.98, help="clip-art k-NN ratio to reach")
-    parser.add_argument("--tolerance", type=float, default=0.5, help="points the drawing domains may lose")
-    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
@@ -120,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     pool = geometry_pool()
     per_seed = []
     for seed in args.seeds:
-        sets = load_sets(argparse.Namespace(**{**vars(args), "seed": seed, "shapes_seed": seed}))
+        sets = load_sets(args.val_fraction, args.shapes_n, seed)
         rows = {}
         for weight in weights:
             model, _ = fit_default(sets.fit, geometry_weight=weight, geometry_extra=pool)
