@@ -32,7 +32,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.concept_gate import load_sets, pooled_features, scores, validation_families, validation_parser
+from benchmarks.concept_gate import (
+    load_sets,
+    paired_spread,
+    pooled_features,
+    scores,
+    validation_families,
+    validation_parser,
+)
 from benchmarks.geometry_prior import knn_ratio, mean_rows, table
 from training.clip.appearances import render
 from training.clip.default import EMOJI_SIZE, fit_default, fit_features, locked_clip, with_concept_head
@@ -85,9 +92,9 @@ def candidate_row(model: ClipModel, emoji_val: ImageDataset, emoji_feats: dict[s
 
 def sweep(args: argparse.Namespace, seed: int) -> dict[str, dict[str, float]]:
     """One family split: every candidate fitted and read."""
-    sets = load_sets(args.val_fraction, args.shapes_n, seed)
+    sets = load_sets(args.val_fraction, args.shapes_n, seed, rule=args.split_rule)
     emoji = load_dataset("emoji", "train", image_size=EMOJI_SIZE, seed=0)
-    is_val = torch.from_numpy(validation_families(emoji, args.val_fraction, seed))
+    is_val = torch.from_numpy(validation_families(emoji, args.val_fraction, seed, args.split_rule))
     shapes_fit = sets.fit[0]
     model = locked_clip(shapes_fit).model
     widest = max(CANDIDATES, key=len)
@@ -124,14 +131,18 @@ def main(argv: list[str] | None = None) -> None:
     per_seed = []
     for seed in args.seeds:
         rows = sweep(args, seed)
-        print(f"# appearance_views: emoji val families seed {seed}, shapes val stream {seed}, clipart val; "
-              "top-1 in %, linear head")
+        print(f"# appearance_views: emoji val families seed {seed} ({args.split_rule} rule), shapes val stream {seed}, "
+              "clipart val; top-1 in %, linear head")
         print(table(rows, first="views"))
         per_seed.append(rows)
     rows = per_seed[0] if len(per_seed) == 1 else mean_rows(per_seed)
     if len(per_seed) > 1:
         print(f"# mean over seeds {args.seeds}")
         print(table(rows, first="views"))
+        for column in ("emoji macro", "shapes mean"):
+            spread = paired_spread(per_seed, column)
+            print(f"# {column} minus plain's, per split: " + "; ".join(
+                f"{name} {mean:+.2f} ± {se:.2f} (s.e.)" for name, (mean, se) in spread.items() if name != "plain"))
     print(f"chosen views (highest rendered mean within {args.tolerance} points of plain on emoji and shapes, "
           f"if {args.margin} points above plain's): {choose(rows, args.tolerance, args.margin)}")
 

@@ -115,13 +115,13 @@ def main(argv: list[str] | None = None) -> None:
     pool = geometry_pool()
     per_seed = []
     for seed in args.seeds:
-        sets = load_sets(args.val_fraction, args.shapes_n, seed)
+        sets = load_sets(args.val_fraction, args.shapes_n, seed, rule=args.split_rule)
         rows = {}
         for weight in weights:
             model, _ = fit_default(sets.fit, geometry_weight=weight, geometry_extra=pool)
             rows[weight] = weight_row(model, sets)
             log.info("seed %d, weight %g: %s", seed, weight, rows[weight])
-        print(f"# geometry_prior: emoji val {len(sets.emoji)} images (families seed {seed}), shapes val "
+        print(f"# geometry_prior: emoji val {len(sets.emoji)} images (families seed {seed}, {args.split_rule} rule), shapes val "
               f"{len(sets.shapes)} (stream {seed}), clipart val {len(sets.clipart)} / "
               f"{len(sets.clipart.class_names or [])} categories; pool = fit images + clipart train "
               f"({len(pool[0])}); top-1 in %, k-NN on seeded halves")

@@ -138,9 +138,17 @@ def heldout_families(entries: Sequence[EmojiEntry], fraction: float, seed: int) 
     """
     if not 0.0 < fraction < 1.0:
         raise DataError(f"emoji: heldout_fraction must be in (0, 1), got {fraction}")
-    sizes = Counter(e.family for e in entries)
+    return families_within([e.family for e in entries], fraction, seed)
+
+
+def families_within(image_families: Sequence[str], fraction: float, seed: int) -> set[str]:
+    """The rule of :func:`heldout_families` on each image's family: validation splits of ``train`` reuse it.
+
+    Drawn this way, a validation split is drawn as ``heldout`` was.
+    """
+    sizes = Counter(image_families)
     families = list(sizes)  # first-appearance order, so the shuffle is reproducible
-    target = fraction * len(entries)
+    target = fraction * len(image_families)
     held: set[str] = set()
     count = 0
     for i in np.random.default_rng(seed).permutation(len(families)):
