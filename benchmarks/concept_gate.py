@@ -157,7 +157,8 @@ def paired_spread(per_seed: Sequence[Mapping[K, Mapping[str, float]]], column: s
     spread = {}
     for name in per_seed[0]:
         diffs = np.array([rows[name][column] - rows[base][column] for rows in per_seed])
-        spread[name] = (float(diffs.mean()), float(diffs.std(ddof=1) / np.sqrt(len(diffs))))
+        se = float(diffs.std(ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else float("nan")  # one split: unknown
+        spread[name] = (float(diffs.mean()), se)
     return spread
 
 

@@ -1,10 +1,12 @@
-"""The emoji validation split rules of ``benchmarks/concept_gate.py``: ``images`` is the held-out split's rule."""
+"""The emoji validation split rules of ``benchmarks/concept_gate.py`` (``images`` is the held-out split's rule), and
+the rules that read the splits' paired differences."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from benchmarks import fit_steps
 from benchmarks.concept_gate import SPLIT_RULES, paired_spread, validation_families
 from zoo.data import ImageDataset
 from zoo.data.emoji_catalog import EmojiEntry, heldout_families
@@ -53,3 +55,20 @@ def test_paired_spread_is_the_mean_and_standard_error_of_the_differences() -> No
     assert spread["plain"] == (0.0, 0.0)
     mean, se = spread["views"]
     assert mean == pytest.approx(-1.0) and se == pytest.approx(np.std([-1, 0, -2], ddof=1) / np.sqrt(3))
+
+
+def test_one_split_gives_no_standard_error() -> None:
+    spread = paired_spread([{"a": {"x": 1.0}, "b": {"x": 2.0}}], "x")
+    assert spread["b"][0] == 1.0 and np.isnan(spread["b"][1])
+
+
+def _steps_row(emoji: float, shapes: float) -> dict[str, float]:
+    return {"emoji macro": emoji, "shapes mean": shapes}
+
+
+def test_fit_steps_keeps_300_unless_the_gain_is_clear() -> None:
+    rows = {100.0: _steps_row(17.0, 87.0), 300.0: _steps_row(16.0, 87.0), 1200.0: _steps_row(18.0, 86.0)}
+    assert fit_steps.choose(rows, {100.0: (1.0, 0.3), 300.0: (0.0, 0.0), 1200.0: (2.0, 0.1)}, 0.5) == 100.0
+    assert fit_steps.choose(rows, {100.0: (1.0, 0.6), 300.0: (0.0, 0.0), 1200.0: (2.0, 0.1)}, 0.5) == 300.0  # noise
+    assert fit_steps.choose(rows, {100.0: (0.4, 0.1), 300.0: (0.0, 0.0), 1200.0: (2.0, 0.1)}, 0.5) == 300.0  # small
+    assert fit_steps.choose(rows, {100.0: (1.0, 0.3), 300.0: (0.0, 0.0), 1200.0: (2.0, 0.1)}, 1.5) == 1200.0
