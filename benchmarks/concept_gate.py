@@ -112,15 +112,15 @@ def validation_parser(doc: str | None, tolerance_help: str) -> argparse.Argument
     return parser
 
 
-def load_sets(val_fraction: float, shapes_n: int, seed: int, shapes_seed: int | None = None,
-              rule: str = "families") -> ValidationSets:
-    """The default's training sets with emoji families held out (``seed`` and ``rule`` pick them), and the three
-    validation sets (``shapes_seed`` picks the shapes stream; ``seed`` when not given)."""
+def load_sets(val_fraction: float, shapes_n: int, seed: int, rule: str = "families") -> ValidationSets:
+    """The default's training sets with emoji families held out, and the three validation sets.
+
+    ``seed`` picks both the held-out families (drawn by ``rule``) and the shapes validation stream.
+    """
     emoji_fit, emoji_val = split_families(load_dataset("emoji", "train", image_size=EMOJI_SIZE, seed=0),
                                           val_fraction, seed, rule)
     shapes_fit = load_dataset("shapes", "train", n=3000, image_size=32, seed=0)
-    shapes_val = load_dataset("shapes", "train", n=shapes_n, image_size=32,
-                              seed=seed if shapes_seed is None else shapes_seed)
+    shapes_val = load_dataset("shapes", "train", n=shapes_n, image_size=32, seed=seed)
     return ValidationSets([shapes_fit, emoji_fit], emoji_val, shapes_val, load_dataset("clipart", "val"))
 
 

@@ -142,10 +142,7 @@ def heldout_families(entries: Sequence[EmojiEntry], fraction: float, seed: int) 
 
 
 def families_within(image_families: Sequence[str], fraction: float, seed: int) -> set[str]:
-    """The rule of :func:`heldout_families` on each image's family: validation splits of ``train`` reuse it.
-
-    Drawn this way, a validation split is drawn as ``heldout`` was.
-    """
+    """The rule of :func:`heldout_families` on each image's family (validation splits of ``train`` use it too)."""
     sizes = Counter(image_families)
     families = list(sizes)  # first-appearance order, so the shuffle is reproducible
     target = fraction * len(image_families)
