@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.concept_gate import ValidationSets, load_sets, pooled_features, scores, validation_parser
+from benchmarks.concept_gate import ValidationSets, load_sets, paired_spread, pooled_features, scores, validation_parser
 from training.clip.default import fit_default, geometry_pool
 from training.clip.locked_fit import image_trunk_and_head
 from training.clip.quality import shapes_tasks
@@ -131,6 +131,9 @@ def main(argv: list[str] | None = None) -> None:
     if len(per_seed) > 1:
         print(f"# mean over seeds {args.seeds}")
         print(table(rows))
+        spread = paired_spread(per_seed, "emoji macro", base=0.0)
+        print("# emoji macro minus weight 0's, per split: " + "; ".join(
+            f"{w:g} {mean:+.2f} ± {se:.2f} (s.e.)" for w, (mean, se) in spread.items() if w != 0.0))
     chosen = choose(rows, args.target, args.tolerance)
     print(f"chosen weight (smallest with clipart k-NN ratio >= {args.target} within {args.tolerance} points "
           f"of weight 0 on emoji and shapes, else the best ratio within): {chosen:g}")
