@@ -34,13 +34,14 @@ import torch.nn.functional as F
 
 from benchmarks.concept_gate import (
     load_sets,
+    mean_rows,
     paired_spread,
     pooled_features,
     scores,
     validation_families,
     validation_parser,
 )
-from benchmarks.geometry_prior import knn_ratio, mean_rows, table
+from benchmarks.geometry_prior import knn_ratio, table
 from training.clip.appearances import render
 from training.clip.default import EMOJI_SIZE, fit_default, fit_features, locked_clip, with_concept_head
 from training.clip.features import cached_image_features

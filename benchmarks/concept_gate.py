@@ -146,6 +146,11 @@ def scores(model: ClipModel, vectors: np.ndarray, data: ImageDataset) -> dict[st
     return {"clipart": 100 * zs.accuracy(logits, np.asarray(data.labels))["top1"]}
 
 
+def mean_rows(per_seed: Sequence[Mapping[K, Mapping[str, float]]]) -> dict[K, dict[str, float]]:
+    """Every column averaged over the splits' sweeps (the same candidates in each)."""
+    return {w: {k: float(np.mean([rows[w][k] for rows in per_seed])) for k in per_seed[0][w]} for w in per_seed[0]}
+
+
 def paired_spread(per_seed: Sequence[Mapping[K, Mapping[str, float]]], column: str,
                   base: K | None = None) -> dict[K, tuple[float, float]]:
     """Each candidate's ``column`` minus ``base``'s (default: the first candidate), per split: (mean, s.e.).
@@ -225,10 +230,11 @@ def main(argv: list[str] | None = None) -> None:
         print(table(rows))
         per_seed.append(rows)
     if len(per_seed) > 1:
-        rows = [{k: float(np.mean([split[i][k] for split in per_seed])) for k in row} for i, row in enumerate(per_seed[0])]
+        by_gate = [{r["gate"]: r for r in split} for split in per_seed]
+        rows = list(mean_rows(by_gate).values())
         print(f"# mean over seeds {args.seeds}")
         print(table(rows))
-        spread = paired_spread([{r["gate"]: r for r in split} for split in per_seed], "emoji macro", base=1.0)
+        spread = paired_spread(by_gate, "emoji macro", base=1.0)
         print("# emoji macro minus the linear head's, per split: " + "; ".join(
             f"gate {gate:.2f} {mean:+.2f} ± {se:.2f} (s.e.)" for gate, (mean, se) in spread.items() if gate < 1.0))
     chosen = choose(rows, args.tolerance)

@@ -23,8 +23,8 @@ import logging
 
 import torch
 
-from benchmarks.concept_gate import load_sets, paired_spread, validation_parser
-from benchmarks.geometry_prior import mean_rows, table, weight_row
+from benchmarks.concept_gate import load_sets, mean_rows, paired_spread, validation_parser
+from benchmarks.geometry_prior import table, weight_row
 from training.clip.default import fit_default
 
 STEPS = (100, 200, 300, 600, 1200)

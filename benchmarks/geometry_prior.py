@@ -36,7 +36,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.concept_gate import ValidationSets, load_sets, paired_spread, pooled_features, scores, validation_parser
+from benchmarks.concept_gate import (
+    ValidationSets,
+    load_sets,
+    mean_rows,
+    paired_spread,
+    pooled_features,
+    scores,
+    validation_parser,
+)
 from training.clip.default import fit_default, geometry_pool
 from training.clip.locked_fit import image_trunk_and_head
 from training.clip.quality import shapes_tasks
@@ -84,11 +92,6 @@ def choose(rows: dict[float, dict[str, float]], target: float, tolerance: float)
             and r["shapes mean"] >= base["shapes mean"] - tolerance}
     reaching = [w for w, r in fine.items() if r["clipart k-NN ratio"] >= target]
     return min(reaching) if reaching else max(fine, key=lambda w: fine[w]["clipart k-NN ratio"])
-
-
-def mean_rows(per_seed: list[dict[K, dict[str, float]]]) -> dict[K, dict[str, float]]:
-    """Every column averaged over the seeds' sweeps (same weights in each)."""
-    return {w: {k: float(np.mean([rows[w][k] for rows in per_seed])) for k in per_seed[0][w]} for w in per_seed[0]}
 
 
 def table(rows: Mapping[K, dict[str, float]], first: str = "weight") -> str:

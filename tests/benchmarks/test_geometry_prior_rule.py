@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.geometry_prior import choose, knn_ratio, mean_rows
+from benchmarks.concept_gate import mean_rows
+from benchmarks.geometry_prior import choose, knn_ratio
 
 
 def _row(emoji: float, shapes: float, ratio: float) -> dict[str, float]:
