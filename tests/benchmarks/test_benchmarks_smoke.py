@@ -93,3 +93,10 @@ def test_catalogue_parity_reduced_prints_a_matching_row_per_entry():
     rows = table_rows(out, "entry")
     assert [(r[0], r[2]) for r in rows] == [("dinov2-vits14-reg4", "cls_mean"), ("ijepa-vith14", "mean")]
     assert all(float(r[6]) < 1e-5 and float(r[7]) > 0.99999 for r in rows), out
+
+
+def test_image_towers_refuses_queries_inside_the_gallery() -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "benchmarks.image_towers", "--gallery", "5000", "--query-start", "100"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2 and "must be past the gallery" in done.stderr, done.stderr[-2000:]

