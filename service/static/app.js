@@ -161,6 +161,7 @@ async function search(query, generation) {
   const status = $("nn-status");
   showError($("nn-message"), null);
   status.textContent = "Searching…";
+  delete $("neighbours").dataset.query;  // it names the outcome on screen: none until this search answers
   const model = selectedModel();
   try {
     const body = { index: indexName(), k: k(), ...sourceOf(query) };

@@ -143,18 +143,20 @@ def test_a_first_search_in_an_empty_index_explains_instead_of_failing(page, serv
     """A fresh service has no index yet: the neighbours panel says how to start one, with no error box,
     while zero-shot labels work at once."""
     set_value(page, "index-input", "never-made")
-    assert "does not exist yet" in by_id(page, "index-info").text
-    path = tmp_path / "first visit.png"
-    path.write_bytes(shape_png("square", "blue", seed=2000))
-    upload(page, path)
-    wait_for(page, lambda d: by_id(d, "neighbours").get_attribute("data-query") == "empty-index" and
-             len(css(d, "#label-bars li")) > 0, "the empty-index explanation and the zero-shot bars")
-    assert "Nothing to search yet" in by_id(page, "nn-status").text and "never-made" in by_id(page, "nn-status").text
-    assert not by_id(page, "nn-message").is_displayed()
-    assert css(page, "#neighbours li") == []
-    assert server.post("/search", {"images": [uri(shape_png("square", "blue", seed=2000))],
-                                   "index": "never-made"}).status_code == 404  # the API still says 404
-    set_value(page, "index-input", "shapes")
+    try:
+        assert "does not exist yet" in by_id(page, "index-info").text
+        path = tmp_path / "first visit.png"
+        path.write_bytes(shape_png("square", "blue", seed=2000))
+        upload(page, path)
+        wait_for(page, lambda d: by_id(d, "neighbours").get_attribute("data-query") == "empty-index" and
+                 len(css(d, "#label-bars li")) > 0, "the empty-index explanation and the zero-shot bars")
+        assert "Nothing to search yet" in by_id(page, "nn-status").text and "never-made" in by_id(page, "nn-status").text
+        assert not by_id(page, "nn-message").is_displayed()
+        assert css(page, "#neighbours li") == []
+        assert server.post("/search", {"images": [uri(shape_png("square", "blue", seed=2000))],
+                                       "index": "never-made"}).status_code == 404  # the API still says 404
+    finally:  # the tests after this one search "shapes", whatever happened here
+        set_value(page, "index-input", "shapes")
 
 
 def test_text_query_shows_the_apis_neighbours(page, server):
