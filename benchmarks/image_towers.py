@@ -34,7 +34,7 @@ from benchmarks.zeroshot_real import pooled
 from training.evaluate import knn_accuracy
 from zoo.config import PreprocessConfig
 from zoo.data import load_dataset
-from zoo.pretrained import LITE_TOWERS, PretrainedNotAvailableError, efficientnet_lite_state
+from zoo.pretrained import LITE_TOWERS, PretrainedNotAvailableError, efficientnet_lite_state, lite_preprocess
 
 TEMPERATURES = (1.0, 2.0)
 CONSE_TOP = 5
@@ -46,10 +46,7 @@ def tower(name: str) -> tuple[torch.nn.Module, PreprocessConfig]:
     with torch.random.fork_rng(devices=[]):
         model = create_model(spec.arch, pretrained=False)
     model.load_state_dict(efficientnet_lite_state(name), strict=True)
-    size = spec.img_size
-    preprocess = PreprocessConfig(input_size=(3, size, size), interpolation="bicubic", crop_pct=1.0,
-                                  mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
-    return model.eval(), preprocess
+    return model.eval(), lite_preprocess(spec.img_size)
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, object]]:

@@ -240,6 +240,12 @@ def efficientnet_lite0_state() -> dict[str, Tensor]:
     return efficientnet_lite_state("lite0")
 
 
+def lite_preprocess(img_size: int, crop_pct: float = 1.0) -> PreprocessConfig:
+    """The Lite weights' own preprocessing (mean = std = 0.5, bicubic) at ``img_size``."""
+    return PreprocessConfig(input_size=(3, img_size, img_size), interpolation="bicubic", crop_pct=crop_pct,
+                            mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+
+
 def efficientnet_lite0_encoder(embed_dim: int | None = None, img_size: int = 224, crop_pct: float = 1.0,
                                trainable: bool = False) -> ImageEncoder:
     """An ImageNet EfficientNet-Lite0 image tower; a new random ``embed_dim`` head if given.
@@ -249,8 +255,7 @@ def efficientnet_lite0_encoder(embed_dim: int | None = None, img_size: int = 224
     preprocessing is the weights' own (mean = std = 0.5, bicubic) at ``img_size``; ``crop_pct`` 1.0
     keeps whole images (emoji touch their borders), ImageNet's evaluation used 0.875.
     """
-    preprocess = PreprocessConfig(input_size=(3, img_size, img_size), interpolation="bicubic", crop_pct=crop_pct,
-                                  mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    preprocess = lite_preprocess(img_size, crop_pct)
     encoder = build_encoder(LITE0_ARCH, embed_dim=embed_dim, preprocess=preprocess, method="clip")
     state = efficientnet_lite0_state()
     if embed_dim != 1000:
