@@ -9,7 +9,6 @@ from benchmarks.readout_layers import rows_for
 from zoo.data import load_dataset
 
 
-
 @pytest.fixture(autouse=True)
 def shipped_models(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests' registries hide the built-in entries; these tests read the shipped SimCLR."""
