@@ -33,6 +33,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,14 @@ class Budget:
     weight_decay: float = 1e-4
     crop_scale: tuple[float, float] = (0.5, 1.0)
     hflip_p: float = 0.5
+    lr_grid: tuple[float, ...] = ()  # if set, each (b) and (c) run picks its own lr from these on validation
+
+    def describe_lr(self) -> str:
+        """How the learning rate is set: one for every run, or picked per run by the same rule."""
+        if not self.lr_grid:
+            return f"AdamW lr {self.lr:g} (cosine to 0)"
+        return (f"AdamW (cosine to 0), lr picked per run from {list(self.lr_grid)} on a class-balanced fifth of "
+                "the labelled subset and refitted on all of it")
 
     def views(self, size: tuple[int, int]) -> ViewConfig:
         """Random-resized crop + horizontal flip only (no colour jitter on grey clothes)."""
@@ -70,7 +79,7 @@ class Budget:
 
     def describe(self) -> str:
         """The header's budget line."""
-        return (f"{self.steps} steps × batch {self.batch_size}, AdamW lr {self.lr:g} (cosine to 0), "
+        return (f"{self.steps} steps × batch {self.batch_size}, {self.describe_lr()}, "
                 f"wd {self.weight_decay:g}, augmentation random-resized-crop scale {self.crop_scale} "
                 f"+ hflip p={self.hflip_p}")
 
@@ -110,11 +119,16 @@ def balanced_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(picked))
 
 
+def validation_split(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, val) indices of a labelled subset: a class-balanced fifth held out for choosing settings."""
+    val = balanced_subset(labels, len(labels) // 5 // 10 * 10 or 10, seed + 1000)
+    return np.setdiff1d(np.arange(len(labels)), val), val
+
+
 def probe(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, test_labels: np.ndarray,
           seed: int) -> tuple[float, float]:
     """Linear-probe test top-1 and the ``C`` picked on a class-balanced fifth of the labelled subset."""
-    val = balanced_subset(train_labels, len(train_labels) // 5 // 10 * 10 or 10, seed + 1000)
-    fit = np.setdiff1d(np.arange(len(train_labels)), val)
+    fit, val = validation_split(train_labels, seed)
     val_scores = [linear_probe_accuracy(train[fit], train_labels[fit], train[val], train_labels[val], c=c)
                   for c in PROBE_C]
     c = PROBE_C[int(np.argmax(val_scores))]
@@ -136,12 +150,12 @@ class Classifier(nn.Module):
 
 
 def train_classifier(encoder: ImageEncoder, images: np.ndarray, labels: np.ndarray, budget: Budget,
-                     seed: int) -> Classifier:
-    """End-to-end cross-entropy training of ``encoder`` + a new linear head under ``budget``."""
+                     seed: int, lr: float | None = None) -> Classifier:
+    """End-to-end cross-entropy training of ``encoder`` + a new linear head under ``budget`` (at ``lr``, if given)."""
     torch.manual_seed(seed)
     model = Classifier(encoder, int(labels.max()) + 1).train()
     views = BatchViews([budget.views(encoder.config.preprocess.input_size[1:])], encoder.config.preprocess)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=budget.lr, weight_decay=budget.weight_decay)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=budget.lr if lr is None else lr, weight_decay=budget.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=budget.steps)
     generator = torch.Generator().manual_seed(seed)
     pixels = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
@@ -155,6 +169,27 @@ def train_classifier(encoder: ImageEncoder, images: np.ndarray, labels: np.ndarr
         optimiser.step()
         schedule.step()
     return model.eval()
+
+
+def fit_classifier(start: Callable[[], ImageEncoder], images: np.ndarray, labels: np.ndarray, budget: Budget,
+                   seed: int) -> tuple[Classifier, ImageEncoder, float]:
+    """Train a classifier from ``start()``; with ``budget.lr_grid``, at the lr that scores best on validation.
+
+    Each candidate trains a fresh ``start()`` on four fifths of the labels and is scored on the held-out
+    fifth (:func:`validation_split`, the probe's); the winner is retrained on all of them. (b) and (c) go
+    through the same rule, so neither gets a learning rate the other could not have picked.
+    """
+    lr = budget.lr
+    if budget.lr_grid:
+        fit, val = validation_split(labels, seed)
+        scores = []
+        for candidate in budget.lr_grid:
+            encoder = start()
+            model = train_classifier(encoder, images[fit], labels[fit], budget, seed, candidate)
+            scores.append(classifier_accuracy(model, encoder, images[val], labels[val]))
+        lr = budget.lr_grid[int(np.argmax(scores))]
+    encoder = start()
+    return train_classifier(encoder, images, labels, budget, seed, lr), encoder, lr
 
 
 @torch.inference_mode()
@@ -196,17 +231,24 @@ def encoder_rows(name: str, setting: Setting, counts: Sequence[int], seeds: Sequ
     for n in counts:
         frozen, tuned, scratch = (Row(method, n, encoder=name) for method in
                                   ("(a) frozen + linear", "(b) fine-tuned", "(c) same arch from scratch"))
-        cs = []
+        cs: list[float] = []
+        lrs: dict[str, list[float]] = {"tuned": [], "scratch": []}
         for seed in seeds:
             pick = balanced_subset(setting.train_labels, n, seed)
             images, labels = setting.train_images[pick], setting.train_labels[pick]
             score, c = probe(embed_images(shipped, images), labels, test, setting.test_labels, seed)
             frozen.scores.append(score)
             cs.append(c)
-            for row, start in ((tuned, zoo.load(name)), (scratch, random_init(shipped, seed))):
-                model = train_classifier(start, images, labels, setting.budget, seed)
+            starts: dict[str, Callable[[], ImageEncoder]] = {
+                "tuned": partial(zoo.load, name), "scratch": partial(random_init, shipped, seed)}
+            for key, row in (("tuned", tuned), ("scratch", scratch)):
+                model, start, lr = fit_classifier(starts[key], images, labels, setting.budget, seed)
                 row.scores.append(classifier_accuracy(model, start, setting.test_images, setting.test_labels))
+                lrs[key].append(lr)
         frozen.note = f"C picked on val: {cs}"
+        if setting.budget.lr_grid:
+            tuned.note, scratch.note = (f"lr picked on val: {', '.join(f'{lr:g}' for lr in lrs[key])}"
+                                        for key in ("tuned", "scratch"))
         rows += [frozen, tuned, scratch]
         log_rows([frozen, tuned, scratch])
     return rows
@@ -300,6 +342,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=Budget.steps, help="training steps of (b) and (c)")
     parser.add_argument("--batch-size", type=int, default=Budget.batch_size)
     parser.add_argument("--lr", type=float, default=Budget.lr)
+    parser.add_argument("--lr-grid", type=float, nargs="+", default=[], metavar="LR",
+                        help="(b) and (c) each pick their lr from these on a fifth of the labels (default: --lr)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tiny", action="store_true", help="smoke run: 20/40 labels, 100 test images, 3 steps")
     parser.add_argument("--json", type=Path, help="also write the rows and the header to this file")
@@ -307,7 +351,7 @@ def main() -> None:
     if args.tiny:
         args.labels, args.test, args.steps, args.lite0_test = [20, 40], 100, 3, 8
     torch.set_num_threads(args.threads)
-    budget = Budget(steps=args.steps, batch_size=args.batch_size, lr=args.lr)
+    budget = Budget(steps=args.steps, batch_size=args.batch_size, lr=args.lr, lr_grid=tuple(args.lr_grid))
     train, test = load_dataset("fashion-mnist", "train"), load_dataset("fashion-mnist", "test")
     n_test = min(args.test or len(test), len(test))
     setting = Setting(train.images, np.asarray(train.labels), test.images[:n_test],
