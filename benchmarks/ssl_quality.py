@@ -15,7 +15,8 @@ and scored on the test split, plus alignment/uniformity (Wang & Isola) and effec
 split. The same figures are printed for a randomly initialised encoder of each backbone and for raw pixels.
 For CNN backbones the last two columns are the k-NN of the same weights read out as the whole final feature
 map (``flatten``) instead of its global average (on aligned images it keeps where features fired), and as
-the whole map after layer1 (``readout_stages: 1``, the shipped SimCLR's and DINO's readout).
+the whole map after layer1 (``readout_stages: 1``, the stage read-out the shipped SimCLR and DINO used
+before they shipped as whole networks with the pooled read-out).
 ``--jobs N`` trains N methods at once, each in its own process with ``--threads`` torch threads (the
 budget is per method and in wall-clock seconds, so say which: 600 s on one core is not 600 s on two).
 ``--shipped simclr,dino`` trains nothing: it scores those registry entries (built-in names, or any
@@ -86,8 +87,8 @@ def map_knn(encoder: ImageEncoder, args: argparse.Namespace) -> dict[str, float]
     """k-NN of CNNs read out as a whole map (``flatten``): the final one, and layer1's (stage 1).
 
     Global pooling throws away where features fired; the last stages are the ones the loss shapes
-    most. The shipped SimCLR and DINO read out layer1's whole map (``readout: flatten``,
-    ``readout_stages: 1``), chosen with ``benchmarks/readout_layers.py``.
+    most. Layer1's whole map (``readout: flatten``, ``readout_stages: 1``) stays an option of every CNN
+    entry (``benchmarks/readout_layers.py`` compares the stages); the shipped entries serve the pooled map.
     """
     if encoder.config.pooling != "avg":
         return {}
