@@ -3,6 +3,7 @@
     python -m benchmarks.label_efficiency                        # all of it (see the header it prints)
     python -m benchmarks.label_efficiency --seeds 0 1 2 --lite0-test 2000
     python -m benchmarks.label_efficiency --tiny                 # a smoke run: a few dozen images, a few steps
+    python -m benchmarks.label_efficiency --lr-grid 1e-4 3e-4 1e-3 3e-3   # (b) and (c) each pick their lr
     python -m benchmarks.label_efficiency --encoders simclr --json runs/simclr.json  # also as data (model cards)
 
 The labelled subsets are class-balanced and seeded (``--fractions`` of the train split; one subset per
@@ -15,7 +16,9 @@ seed, the median over seeds is reported). For every shipped SSL image encoder tr
 * (b) the shipped encoder fine-tuned end to end with a linear head on its pooled (pre-normalisation)
   features, cross-entropy;
 * (c) the same architecture from random init (built from the entry's config), trained as (b): the same
-  steps, batch, optimiser, schedule and augmentations, so (b) − (c) is what pre-training buys;
+  steps, batch, optimiser, schedule and augmentations, so (b) − (c) is what pre-training buys (with
+  ``--lr-grid`` each (b) and (c) run picks its learning rate by the same rule on a validation fifth of its
+  labels: a shared fixed lr can favour either side);
 
 and, once per subset, (d) raw pixels + the same probe and (e) ImageNet-supervised EfficientNet-Lite0
 pooled features (224 px, its own preprocessing) + the same probe. Lite0 runs at tens of images per
