@@ -153,12 +153,12 @@ class Classifier(nn.Module):
 
 
 def train_classifier(encoder: ImageEncoder, images: np.ndarray, labels: np.ndarray, budget: Budget,
-                     seed: int, lr: float | None = None) -> Classifier:
-    """End-to-end cross-entropy training of ``encoder`` + a new linear head under ``budget`` (at ``lr``, if given)."""
+                     seed: int, lr: float) -> Classifier:
+    """End-to-end cross-entropy training of ``encoder`` + a new linear head under ``budget``, at ``lr``."""
     torch.manual_seed(seed)
     model = Classifier(encoder, int(labels.max()) + 1).train()
     views = BatchViews([budget.views(encoder.config.preprocess.input_size[1:])], encoder.config.preprocess)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=budget.lr if lr is None else lr, weight_decay=budget.weight_decay)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=budget.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=budget.steps)
     generator = torch.Generator().manual_seed(seed)
     pixels = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
@@ -235,23 +235,23 @@ def encoder_rows(name: str, setting: Setting, counts: Sequence[int], seeds: Sequ
         frozen, tuned, scratch = (Row(method, n, encoder=name) for method in
                                   ("(a) frozen + linear", "(b) fine-tuned", "(c) same arch from scratch"))
         cs: list[float] = []
-        lrs: dict[str, list[float]] = {"tuned": [], "scratch": []}
+        tuned_lrs: list[float] = []
+        scratch_lrs: list[float] = []
         for seed in seeds:
             pick = balanced_subset(setting.train_labels, n, seed)
             images, labels = setting.train_images[pick], setting.train_labels[pick]
             score, c = probe(embed_images(shipped, images), labels, test, setting.test_labels, seed)
             frozen.scores.append(score)
             cs.append(c)
-            starts: dict[str, Callable[[], ImageEncoder]] = {
-                "tuned": partial(zoo.load, name), "scratch": partial(random_init, shipped, seed)}
-            for key, row in (("tuned", tuned), ("scratch", scratch)):
-                model, start, lr = fit_classifier(starts[key], images, labels, setting.budget, seed)
-                row.scores.append(classifier_accuracy(model, start, setting.test_images, setting.test_labels))
-                lrs[key].append(lr)
+            for row, start, picked in ((tuned, partial(zoo.load, name), tuned_lrs),
+                                       (scratch, partial(random_init, shipped, seed), scratch_lrs)):
+                model, encoder, lr = fit_classifier(start, images, labels, setting.budget, seed)
+                row.scores.append(classifier_accuracy(model, encoder, setting.test_images, setting.test_labels))
+                picked.append(lr)
         frozen.note = f"C picked on val: {cs}"
         if setting.budget.lr_grid:
-            tuned.note, scratch.note = (f"lr picked on val: {', '.join(f'{lr:g}' for lr in lrs[key])}"
-                                        for key in ("tuned", "scratch"))
+            tuned.note, scratch.note = (f"lr picked on val: {', '.join(f'{lr:g}' for lr in picked)}"
+                                        for picked in (tuned_lrs, scratch_lrs))
         rows += [frozen, tuned, scratch]
         log_rows([frozen, tuned, scratch])
     return rows
