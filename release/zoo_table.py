@@ -74,15 +74,25 @@ def render_table(entries: Sequence[Entry]) -> str:
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(row(e)) + " |" for e in entries]
     speeds = [(e.read_config().shipped or {}).get("throughput") or {} for e in entries]
-    cpus = sorted({s["cpu"] for s in speeds if s.get("cpu")})
     if speeds:
         batch = next((s["batch"] for s in speeds if "batch" in s), "?")
         lines += ["", "k-NN (weighted, as recorded) and linear probe: top-1 on the test split of the entry's data; "
                   "zero-shot: the entry's recorded zero-shot top-1, per concept where recorded. "
                   f"img/s: ONNX Runtime, batch {batch}, 1 thread, "
-                  f"measured by `sslzoo ship` on {', '.join(cpus) or 'an unrecorded CPU'}; `— (torch N)` where no "
+                  f"measured by `sslzoo ship` on {_machines(entries, speeds)}; `— (torch N)` where no "
                   "ONNX graph is shipped (N: torch img/s)."]
     return "\n".join(lines)
+
+
+def _machines(entries: Sequence[Entry], speeds: Sequence[dict[str, Any]]) -> str:
+    """The CPU each row was measured (and built) on; with more than one, which rows each one measured,
+    since the figures of different CPUs are not comparable and a rebuild is bit for bit only on the same kind."""
+    rows_of: dict[str, list[str]] = {}
+    for entry, speed in zip(entries, speeds):
+        rows_of.setdefault(speed.get("cpu") or "an unrecorded CPU", []).append(f"`{entry.name}`")
+    if len(rows_of) == 1:
+        return next(iter(rows_of))
+    return " and ".join(f"{cpu} ({', '.join(names)})" for cpu, names in sorted(rows_of.items()))
 
 
 def zoo_table(root: Path | None = None) -> str:

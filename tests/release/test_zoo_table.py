@@ -26,3 +26,15 @@ def test_markers_are_replaced_and_required(tmp_path):
     assert new == f"a\n{BEGIN}\n| t |\n{END}\nb\n" and table_in(new) == "| t |"
     with pytest.raises(ConfigError, match="markers"):
         replace_between_markers("no markers", "x")
+
+
+def test_the_footnote_says_which_rows_each_cpu_measured():
+    from types import SimpleNamespace
+
+    from release.zoo_table import _machines
+
+    entries = [SimpleNamespace(name=n) for n in ("default", "dino", "simclr", "old")]
+    speeds = [{"cpu": "Intel Xeon"}, {"cpu": "AMD EPYC"}, {"cpu": "Intel Xeon"}, {}]
+    assert _machines(entries, speeds) == ("AMD EPYC (`dino`) and Intel Xeon (`default`, `simclr`) "
+                                          "and an unrecorded CPU (`old`)")
+    assert _machines(entries[:1], speeds[:1]) == "Intel Xeon"
