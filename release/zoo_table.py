@@ -85,10 +85,12 @@ def render_table(entries: Sequence[Entry]) -> str:
 
 
 def _machines(entries: Sequence[Entry], speeds: Sequence[dict[str, Any]]) -> str:
-    """The CPU each row was measured (and built) on; with more than one, which rows each one measured,
-    since the figures of different CPUs are not comparable and a rebuild is bit for bit only on the same kind."""
+    """The CPU each row was measured (and built) on, naming the rows of each when there are several.
+
+    Throughputs of different CPUs are not comparable, and a rebuild is bit for bit only on the same kind.
+    """
     rows_of: dict[str, list[str]] = {}
-    for entry, speed in zip(entries, speeds):
+    for entry, speed in zip(entries, speeds, strict=True):
         rows_of.setdefault(speed.get("cpu") or "an unrecorded CPU", []).append(f"`{entry.name}`")
     if len(rows_of) == 1:
         return next(iter(rows_of))
