@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from release.zoo_table import BEGIN, END, builtin_entries, replace_between_markers, table_in, zoo_table
+from release.zoo_table import BEGIN, END, _machines, builtin_entries, replace_between_markers, table_in, zoo_table
 from zoo.errors import ConfigError
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -29,10 +30,6 @@ def test_markers_are_replaced_and_required(tmp_path):
 
 
 def test_the_footnote_says_which_rows_each_cpu_measured():
-    from types import SimpleNamespace
-
-    from release.zoo_table import _machines
-
     entries = [SimpleNamespace(name=n) for n in ("default", "dino", "simclr", "old")]
     speeds = [{"cpu": "Intel Xeon"}, {"cpu": "AMD EPYC"}, {"cpu": "Intel Xeon"}, {}]
     assert _machines(entries, speeds) == ("AMD EPYC (`dino`) and Intel Xeon (`default`, `simclr`) "
