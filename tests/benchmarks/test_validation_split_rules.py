@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks import fit_steps
+from benchmarks import fit_steps, tower_sketch
 from benchmarks.concept_gate import SPLIT_RULES, paired_spread, validation_families
 from zoo.data import ImageDataset
 from zoo.data.emoji_catalog import EmojiEntry, heldout_families
@@ -72,3 +72,16 @@ def test_fit_steps_keeps_300_unless_the_gain_is_clear() -> None:
     assert fit_steps.choose(rows, {100.0: (1.0, 0.6), 300.0: (0.0, 0.0), 1200.0: (2.0, 0.1)}, 0.5) == 300.0  # noise
     assert fit_steps.choose(rows, {100.0: (0.4, 0.1), 300.0: (0.0, 0.0), 1200.0: (2.0, 0.1)}, 0.5) == 300.0  # small
     assert fit_steps.choose(rows, {100.0: (1.0, 0.3), 300.0: (0.0, 0.0), 1200.0: (2.0, 0.1)}, 1.5) == 1200.0
+
+
+def _sketch_row(emoji: float, shapes: float, ratio: float) -> dict[str, float]:
+    return {"emoji macro": emoji, "shapes mean": shapes, "clipart k-NN ratio": ratio}
+
+
+def test_tower_sketch_takes_the_best_emoji_among_those_reaching_the_target_within_tolerance() -> None:
+    rows = {"0": _sketch_row(16.0, 87.0, 0.88), "64:0.5": _sketch_row(15.8, 87.0, 0.985),
+            "128:0.7": _sketch_row(15.9, 86.8, 0.99), "128:0.85": _sketch_row(14.0, 87.0, 1.02)}
+    assert tower_sketch.choose(rows, 0.98, 0.5) == "128:0.7"  # 128:0.85 reaches further but costs emoji 2 points
+    assert tower_sketch.choose(rows, 0.995, 0.5) == "128:0.7"  # none reaches: the best ratio within tolerance
+    assert tower_sketch.choose(rows, 0.98, 0.05) == "0"  # none within tolerance: no sketch
+    assert tower_sketch.parse_candidate("128:0.85") == (128, 0.85) and tower_sketch.parse_candidate("0")[0] == 0

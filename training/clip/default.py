@@ -29,11 +29,13 @@ drawing domains where they were and lets the class names speak for what the clas
 Two fit options keep more than the drawings need: ``--appearances plain grey grey-inverted`` adds
 grey and light-on-dark renderings of the emoji as extra views under the same captions
 (:mod:`training.clip.appearances`), and ``--geometry-weight W`` a prior that keeps Lite0's image
-neighbourhoods (:class:`~training.clip.locked_fit.GeometryPrior`); each is chosen on validation
-splits by its benchmark (``benchmarks/appearance_views.py``, ``benchmarks/geometry_prior.py``).
+neighbourhoods (:class:`~training.clip.locked_fit.GeometryPrior`); ``--sketch-dims R`` gives R of the
+joint dimensions to a fixed sketch of Lite0's own geometry that the text side never writes into
+(:class:`~training.clip.locked_fit.TowerSketch`). Each is chosen on validation splits by its benchmark
+(``benchmarks/appearance_views.py``, ``benchmarks/geometry_prior.py``, ``benchmarks/tower_sketch.py``).
 
 Run: ``python -m training.clip.default [--name default] [--force] [--concept-head [--concept-gate G]]
-[--appearances NAME ...] [--geometry-weight W]``.
+[--appearances NAME ...] [--geometry-weight W] [--sketch-dims R [--sketch-share S]]``.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from training.clip.appearances import COLOUR_FREE_SETS, check_appearances, rende
 from training.clip.captions import build_caption_table, concat_tables, richer_captions
 from training.clip.features import cached_image_features, text_trunk_features
 from training.clip.imagenet_classes import class_embeddings, imagenet_classes, lite0_classifier
-from training.clip.locked_fit import GeometryPrior, fit_projections
+from training.clip.locked_fit import GeometryPrior, TowerSketch, fit_projections
 from training.clip.quality import zero_shot_metrics
 from training.methods.clip import Clip
 from zoo.clip import ClipModel
@@ -103,7 +105,8 @@ def fit_features(model: ClipModel, trains: Sequence[ImageDataset], appearances: 
 def fit_default(trains: list[ImageDataset], *, lite_size: int = 224, fit_steps: int = 300,
                 seed: int = 0, concept_gate: float | None = None, geometry_weight: float = 0.0,
                 geometry_extra: Sequence[ImageDataset] = (), appearances: Sequence[str] = ("plain",),
-                features: torch.Tensor | None = None) -> tuple[ClipModel, dict[str, Any]]:
+                features: torch.Tensor | None = None, sketch_dims: int = 0,
+                sketch_share: float = 0.7) -> tuple[ClipModel, dict[str, Any]]:
     """Fit the locked-towers CLIP on the union of ``trains``; returns the pair and timing notes.
 
     Shapes captions are positives when their texts match; emoji captions when their concept matches.
@@ -112,7 +115,9 @@ def fit_default(trains: list[ImageDataset], *, lite_size: int = 224, fit_steps: 
     training images and the uncaptioned ``geometry_extra`` sets, so search keeps Lite0's neighbourhoods.
     ``appearances`` beyond ``plain`` are extra views of the colour-free sets
     (:mod:`training.clip.appearances`). ``features`` are :func:`fit_features` computed by the caller
-    (a benchmark that fits on subsets of sets whose features it holds already).
+    (a benchmark that fits on subsets of sets whose features it holds already). ``sketch_dims`` above 0
+    gives that many joint dimensions to a :class:`~training.clip.locked_fit.TowerSketch` of the same pool
+    as the geometry prior's, carrying ``sketch_share`` of the embeddings' squared norm.
     """
     torch.manual_seed(seed)
     method = locked_clip(trains[0], lite_size)
@@ -126,13 +131,14 @@ def fit_default(trains: list[ImageDataset], *, lite_size: int = 224, fit_steps: 
               for ds in trains]
     table = concat_tables(tables)
     texts = text_trunk_features(model, table.texts)  # each distinct caption once, from the on-disk bank
-    geometry = None
-    if geometry_weight > 0:
-        pool = [features[0], *(cached_image_features(model, ds.images, label=f"{ds.name}/{ds.split}", seed=seed)[0]
-                               for ds in geometry_extra)]
-        geometry = GeometryPrior(torch.cat(pool), weight=geometry_weight)
+    geometry = sketch = None
+    if geometry_weight > 0 or sketch_dims > 0:
+        pool = torch.cat([features[0], *(cached_image_features(model, ds.images, label=f"{ds.name}/{ds.split}",
+                                                               seed=seed)[0] for ds in geometry_extra)])
+        geometry = GeometryPrior(pool, weight=geometry_weight) if geometry_weight > 0 else None
+        sketch = TowerSketch(pool, dims=sketch_dims, share=sketch_share) if sketch_dims > 0 else None
     fit = fit_projections(model, table, features, texts, steps=fit_steps, batch_size=512, lr=1e-3,
-                          weight_decay=0.05, seed=seed, geometry=geometry)
+                          weight_decay=0.05, seed=seed, geometry=geometry, sketch=sketch)
     notes = {"features_s": round(extract, 1), "fit_s": round(fit.seconds, 1),
              "total_s": round(time.perf_counter() - start, 1), "images": int(features.shape[1]),
              "captions": len(table.texts)}
@@ -160,18 +166,21 @@ def geometry_pool() -> list[ImageDataset]:
 
 def build_default(name: str = "default", *, n_shapes: int = 3000, lite_size: int = 224, fit_steps: int = 300,
                   seed: int = 0, evaluate: bool = True, concept_gate: float | None = None,
-                  geometry_weight: float = 0.0, appearances: Sequence[str] = ("plain",)) -> zoo.Entry:
+                  geometry_weight: float = 0.0, appearances: Sequence[str] = ("plain",), sketch_dims: int = 0,
+                  sketch_share: float = 0.7) -> zoo.Entry:
     """Fit on ``shapes`` + ``emoji`` train, measure held-out zero-shot, save as ``name`` in the registry."""
     start = time.perf_counter()
     trains = training_sets(n_shapes, seed)
-    extra = geometry_pool() if geometry_weight > 0 else []
+    extra = geometry_pool() if geometry_weight > 0 or sketch_dims > 0 else []
     clip, notes = fit_default(trains, lite_size=lite_size, fit_steps=fit_steps, seed=seed,
                               concept_gate=concept_gate, geometry_weight=geometry_weight, geometry_extra=extra,
-                              appearances=appearances)
+                              appearances=appearances, sketch_dims=sketch_dims, sketch_share=sketch_share)
     metrics = zero_shot_metrics(clip, test_sets(n_shapes, seed)) if evaluate else {}
     notes["build_s"] = round(time.perf_counter() - start, 1)
+    uses = " and ".join(use for use, on in (("geometry prior", geometry_weight > 0), ("tower sketch", sketch_dims > 0))
+                        if on)
     data = " + ".join([f"{ds.name}/{ds.split}" for ds in trains]
-                      + [f"{ds.name}/{ds.split} images (uncaptioned: geometry prior)" for ds in extra])
+                      + [f"{ds.name}/{ds.split} images (uncaptioned: {uses})" for ds in extra])
     clip.config = clip.config.replace(data=data, metrics={**clip.config.metrics, **metrics}, recipe={
         "script": "python -m training.clip.default", "data": data, "n_shapes": n_shapes, "lite_size": lite_size,
         "fit_steps": fit_steps, "seed": seed, "positives": "shapes: equal captions; emoji: equal concepts",
@@ -186,6 +195,13 @@ def build_default(name: str = "default", *, n_shapes: int = 3000, lite_size: int
                               "on the fit's images + " + ", ".join(f"{ds.name}/{ds.split}" for ds in extra)
                               + " (uncaptioned); weight chosen on validation splits: benchmarks/geometry_prior.py"}
            if geometry_weight > 0 else {}),
+        **({"tower_sketch": f"the last {sketch_dims} of the 256 joint dimensions: the top right singular vectors of "
+                            "Lite0's raw pooled features of the fit's images + " + ", ".join(
+                                f"{ds.name}/{ds.split}" for ds in extra) + f", carrying {sketch_share} of the "
+                            "squared norm on average; the text projection is zero there "
+                            "(training.clip.locked_fit.TowerSketch; chosen on validation splits: "
+                            "benchmarks/tower_sketch.py)"}
+           if sketch_dims > 0 else {}),
         **({"appearances": f"views of {', '.join(COLOUR_FREE_SETS)}: {', '.join(appearances)} "
                            "(training.clip.appearances; chosen on validation splits: benchmarks/appearance_views.py)"}
            if tuple(appearances) != ("plain",) else {})})
@@ -207,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="weight of the prior that keeps Lite0's image neighbourhoods (0: none)")
     parser.add_argument("--appearances", nargs="+", default=["plain"], metavar="NAME",
                         help="views of the colour-free captioned sets, 'plain' first (training.clip.appearances)")
+    parser.add_argument("--sketch-dims", type=int, default=0,
+                        help="joint dimensions given to a fixed sketch of Lite0's own geometry (0: none)")
+    parser.add_argument("--sketch-share", type=float, default=0.7,
+                        help="with --sketch-dims: the sketch's mean share of the embeddings' squared norm")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if not args.force and args.name in zoo.Registry().names():
@@ -214,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     entry = build_default(args.name, evaluate=not args.no_eval,
                           concept_gate=args.concept_gate if args.concept_head else None,
-                          geometry_weight=args.geometry_weight, appearances=args.appearances)
+                          geometry_weight=args.geometry_weight, appearances=args.appearances,
+                          sketch_dims=args.sketch_dims, sketch_share=args.sketch_share)
     log.info("saved %s (%s)", entry.ref, entry.embedding_space)
     return 0
 

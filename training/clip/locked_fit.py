@@ -150,6 +150,50 @@ def geometry_term(prior: GeometryPrior, project: Callable[[Tensor], Tensor], see
     return term
 
 
+@dataclass(frozen=True)
+class TowerSketch:
+    """Give part of the joint space to the trunk's own geometry: a fixed block the text side never writes.
+
+    A projection fitted to captions of a few domains keeps what those captions need, so image search in
+    the joint space loses what the trunk knew about everything else (issue 16 asks the served embedding
+    to keep 98 % of the raw features' k-NN). Here the last ``dims`` of the joint width are the pool's top
+    right singular vectors applied to the raw pooled features (uncentred: the rank-``dims`` map that keeps
+    their dot products best), scaled so that they carry ``share`` of the squared norm of the pool's
+    embeddings on average; the text projection's rows there are zero. An image's cosine with a text is
+    then its fitted block's cosine times a factor that is the same for every text, so zero-shot ranks
+    labels as a fit ``dims`` narrower would, while image-to-image similarity mixes the fitted block with
+    the trunk's own. The pool needs no captions.
+    """
+
+    features: Tensor  # [N, F] raw pooled trunk features of the pool (view 0)
+    dims: int = 128
+    share: float = 0.7
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.share < 1.0:
+            raise ValueError(f"sketch share must be in (0, 1), got {self.share}")
+        if not 0 < self.dims < self.features.shape[1]:
+            raise ValueError(f"sketch dims must be in (0, {self.features.shape[1]}), got {self.dims}")
+
+    def basis(self) -> Tensor:
+        """``[dims, F]``: the pool's top right singular vectors (float64 SVD, signs as LAPACK returns them)."""
+        _, _, vt = torch.linalg.svd(self.features.double(), full_matrices=False)
+        return vt[: self.dims].float()
+
+
+def sketch_rows(sketch: TowerSketch, fitted_weight: Tensor, fitted_bias: Tensor) -> tuple[Tensor, Tensor]:
+    """The sketch block's rows of the folded affine head (weight ``[dims, F]``, zero bias).
+
+    ``fitted_weight`` / ``fitted_bias`` are the fitted block's folded head (raw features in), used only to
+    size the sketch so that it carries ``sketch.share`` of the pool's mean squared norm.
+    """
+    basis = sketch.basis()
+    fitted = (sketch.features @ fitted_weight.T + fitted_bias).pow(2).sum(-1).mean()
+    raw = (sketch.features @ basis.T).pow(2).sum(-1).mean()
+    scale = torch.sqrt(sketch.share / (1.0 - sketch.share) * fitted / raw)
+    return scale * basis, torch.zeros(sketch.dims)
+
+
 @dataclass
 class FitResult:
     """What the fit did: its loss curve, final temperature and time."""
@@ -157,13 +201,14 @@ class FitResult:
     losses: list[float] = field(default_factory=list)
     scale: float = 0.0
     seconds: float = 0.0
-    image_embeddings: Tensor | None = None  # of view 0, as the fit computed them (before folding)
+    image_embeddings: Tensor | None = None  # of view 0, as the fit computed them (sketch included)
 
 
 def fit_projections(model: ClipModel, table: CaptionTable, image_feats: Tensor, text_feats: Tensor, *,
                     steps: int = 2000, batch_size: int = 512, lr: float = 1e-3, weight_decay: float = 0.05,
                     seed: int = 0, loss: ClipLoss | None = None, text_identity: bool = False,
-                    image_weights: Tensor | None = None, geometry: GeometryPrior | None = None) -> FitResult:
+                    image_weights: Tensor | None = None, geometry: GeometryPrior | None = None,
+                    sketch: TowerSketch | None = None) -> FitResult:
     """Train the image head, the text projection and ``logit_scale`` on precomputed features.
 
     Args:
@@ -184,6 +229,9 @@ def fit_projections(model: ClipModel, table: CaptionTable, image_feats: Tensor, 
         image_weights: Optional ``[N]`` sampling weights (e.g. ``1 / images of the concept`` so that a
             concept with 25 skin-tone variants is drawn as often as one with a single image).
         geometry: Optional :class:`GeometryPrior` added to every step's loss.
+        sketch: Optional :class:`TowerSketch`: the fit trains ``sketch.dims`` fewer joint dimensions and
+            the sketch fills them; the temperature is divided by the fitted block's mean share of the
+            norm, so that zero-shot logits keep about the scale they were fitted at.
     """
     _, head = image_trunk_and_head(model)
     projection = model.text.tower.projection
@@ -191,8 +239,9 @@ def fit_projections(model: ClipModel, table: CaptionTable, image_feats: Tensor, 
         raise ValueError("the fast path needs linear projections on both towers")
     loss_fn = loss or ClipLoss(gather_distributed=False)
     mean, std = image_feats[0].mean(0), image_feats[0].std(0).clamp(min=1e-6)
-    img_proj = nn.Linear(image_feats.shape[-1], head.out_features)
-    txt_proj = nn.Linear(text_feats.shape[-1], projection.out_features, bias=False)
+    fitted_width = head.out_features - (sketch.dims if sketch is not None else 0)
+    img_proj = nn.Linear(image_feats.shape[-1], fitted_width)
+    txt_proj = nn.Linear(text_feats.shape[-1], fitted_width, bias=False)
     logit_scale = nn.Parameter(model.logit_scale.detach().clone())
     params = [img_proj.weight, txt_proj.weight]
     if text_identity:
@@ -211,12 +260,22 @@ def fit_projections(model: ClipModel, table: CaptionTable, image_feats: Tensor, 
         loss=loss_fn, image_weights=image_weights,
         extra=None if geometry is None else geometry_term(geometry, lambda f: img_proj((f - mean) / std), seed))
     with torch.no_grad():  # fold the standardisation into the affine head
-        result.image_embeddings = F.normalize(img_proj((image_feats[0] - mean) / std), dim=-1)
         weight = img_proj.weight / std
+        bias = img_proj.bias - weight @ mean
+        text_weight, scale = txt_proj.weight, logit_scale.clamp(max=LOGIT_SCALE_MAX)
+        if sketch is None:
+            result.image_embeddings = F.normalize(img_proj((image_feats[0] - mean) / std), dim=-1)
+        else:
+            rows, zeros = sketch_rows(sketch, weight, bias)
+            fitted_share = (1.0 - sketch.share) ** 0.5
+            weight, bias = torch.cat([weight, rows]), torch.cat([bias, zeros])
+            text_weight = torch.cat([text_weight, text_weight.new_zeros(sketch.dims, text_weight.shape[1])])
+            scale = (logit_scale - math.log(fitted_share)).clamp(max=LOGIT_SCALE_MAX)
+            result.image_embeddings = F.normalize(image_feats[0] @ weight.T + bias, dim=-1)
         head.weight.copy_(weight)
-        head.bias.copy_(img_proj.bias - weight @ mean)
-        projection.weight.copy_(txt_proj.weight)
-        model.logit_scale.copy_(logit_scale.clamp(max=LOGIT_SCALE_MAX))
+        head.bias.copy_(bias)
+        projection.weight.copy_(text_weight)
+        model.logit_scale.copy_(scale)
     result.scale, result.seconds = float(model.scale().detach()), time.perf_counter() - start
     log.info("fitted projections in %.1f s: loss %.3f → %.3f, scale %.1f", result.seconds, result.losses[0],
              result.losses[-1], result.scale)
