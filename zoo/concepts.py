@@ -33,7 +33,11 @@ from zoo.errors import ConfigError
 
 
 class ConceptHead(nn.Module):
-    """``(1 - w) · unit(W x) + w · unit(Σ_topk p_k e_k)``, ``p = softmax(classifier(x))``, ``w`` gated ``max p``."""
+    """``(1 - w) · unit(W x) + w · unit(Σ_topk p_k e_k)``, ``p = softmax(classifier(x))``, ``w`` gated ``max p``.
+
+    With ``sketch_dims`` (dimensions no text writes into), the names' term is scaled to the length of
+    ``unit(W x)`` outside them, so the mix ranks texts as the head without a sketch would.
+    """
 
     def __init__(self, projection: nn.Linear, config: ConceptHeadConfig) -> None:
         super().__init__()
@@ -42,6 +46,7 @@ class ConceptHead(nn.Module):
         self.class_embeddings = nn.Parameter(torch.zeros(config.classes, projection.out_features))
         self.top_k = config.top_k
         self.gate = config.gate
+        self.sketch_dims = config.sketch_dims
 
     @property
     def out_features(self) -> int:
@@ -55,6 +60,8 @@ class ConceptHead(nn.Module):
         top, index = probs.topk(self.top_k, dim=-1)
         names = F.normalize((top.unsqueeze(-1) * self.class_embeddings[index]).sum(dim=1), dim=-1)
         weight = ((top[:, :1] - self.gate) / (1.0 - self.gate)).clamp(0.0, 1.0)
+        if self.sketch_dims:
+            names = names * fitted[:, : fitted.shape[1] - self.sketch_dims].norm(dim=-1, keepdim=True)
         return (1 - weight) * fitted + weight * names
 
 

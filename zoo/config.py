@@ -118,18 +118,23 @@ class ConceptHeadConfig:
 
     ``gate`` is the classifier confidence below which the class names get no say (above it their
     weight rises linearly to 1): an ImageNet classifier is sure of itself on photographs and, now and
-    then, wrongly sure on drawings.
+    then, wrongly sure on drawings. ``sketch_dims`` are trailing embedding dimensions that no text
+    writes into (a :class:`~training.clip.locked_fit.TowerSketch`): the names are mixed in at the
+    fitted block's length, so they weigh against it as they would without the sketch.
     """
 
     classes: int
     top_k: int = 10
     gate: float = 0.0
+    sketch_dims: int = 0
 
     def __post_init__(self) -> None:
         if self.classes < 1 or not 1 <= self.top_k <= self.classes:
             raise ConfigError(f"a concept head needs classes >= 1 and 1 <= top_k <= classes, got {self}")
         if not 0.0 <= self.gate < 1.0:
             raise ConfigError(f"a concept head's gate is a confidence in [0, 1), got {self.gate}")
+        if self.sketch_dims < 0:
+            raise ConfigError(f"a concept head's sketch_dims cannot be negative, got {self.sketch_dims}")
 
 
 @dataclass(frozen=True)
@@ -263,6 +268,8 @@ class EncoderConfig:
         for name in ("concepts", *MOVED_FROM_EXTRA):
             if not out[name]:
                 del out[name]
+        if out.get("concepts") and not out["concepts"]["sketch_dims"]:
+            del out["concepts"]["sketch_dims"]  # heads without a sketch keep the keys they had before it existed
         if self.external_weights:
             out["external_weights"] = [ref.to_dict() for ref in self.external_weights]
         out["config_version"] = CONFIG_VERSION

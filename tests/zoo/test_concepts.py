@@ -70,12 +70,38 @@ def test_below_the_gate_the_projection_answers_alone_and_above_it_the_names_weig
         ConceptHeadConfig(classes=3, gate=1.0)
 
 
+def test_with_a_sketch_texts_rank_as_without_it() -> None:
+    """Texts never write into the sketch's dimensions; the names must weigh against the fitted block alone."""
+    torch.manual_seed(1)
+    width, dim, sketch = 5, 6, 2
+    sketched = ConceptHead(nn.Linear(width, dim), ConceptHeadConfig(classes=6, top_k=3, sketch_dims=sketch))
+    set_concepts(sketched, torch.randn(6, width), torch.randn(6), F.pad(torch.randn(6, dim - sketch), (0, sketch)))
+    plain = ConceptHead(nn.Linear(width, dim - sketch), ConceptHeadConfig(classes=6, top_k=3))
+    with torch.no_grad():
+        plain.projection.weight.copy_(sketched.projection.weight[: dim - sketch])
+        plain.projection.bias.copy_(sketched.projection.bias[: dim - sketch])
+        sketched.projection.weight[dim - sketch :].mul_(3.0)  # a sketch much longer than the fitted block
+    set_concepts(plain, sketched.classes.weight, sketched.classes.bias, sketched.class_embeddings[:, : dim - sketch])
+    x, texts = torch.randn(9, width) * 3, torch.randn(7, dim - sketch)
+    with torch.no_grad():
+        got = F.normalize(sketched(x), dim=-1)[:, : dim - sketch] @ texts.T
+        want = F.normalize(plain(x), dim=-1) @ texts.T
+    assert torch.equal(got.argsort(dim=1), want.argsort(dim=1))
+    unscaled = ConceptHead(sketched.projection, ConceptHeadConfig(classes=6, top_k=3))
+    set_concepts(unscaled, sketched.classes.weight, sketched.classes.bias, sketched.class_embeddings)
+    with torch.no_grad():  # without the scaling, the names would outweigh the fitted block: other ranks
+        assert not torch.equal((unscaled(x)[:, : dim - sketch] @ texts.T).argsort(dim=1), want.argsort(dim=1))
+
+
 def test_config_round_trips_and_configs_without_a_head_keep_their_keys() -> None:
     plain = EncoderConfig(arch="resnet18")
     assert "concepts" not in plain.to_dict()  # configs written before the field keep their bytes
     withhead = plain.replace(concepts=ConceptHeadConfig(classes=10, top_k=4, gate=0.6))
     again = EncoderConfig.from_dict(json.loads(json.dumps(withhead.to_dict())))
     assert again == withhead and again.concepts == ConceptHeadConfig(10, 4, 0.6)
+    assert "sketch_dims" not in withhead.to_dict()["concepts"]  # heads written before the sketch keep their bytes
+    sketched = plain.replace(concepts=ConceptHeadConfig(classes=10, top_k=4, gate=0.6, sketch_dims=3))
+    assert EncoderConfig.from_dict(json.loads(json.dumps(sketched.to_dict()))).concepts == sketched.concepts
     with pytest.raises(ConfigError, match="top_k"):
         ConceptHeadConfig(classes=3, top_k=4)
 

@@ -144,13 +144,15 @@ def fit_default(trains: list[ImageDataset], *, lite_size: int = 224, fit_steps: 
              "captions": len(table.texts)}
     log.info("default CLIP: %s", notes)
     clip = method.encoder().eval()
-    return (clip if concept_gate is None else with_concept_head(clip, gate=concept_gate)), notes
+    if concept_gate is not None:
+        clip = with_concept_head(clip, gate=concept_gate, sketch_dims=sketch_dims)
+    return clip, notes
 
 
-def with_concept_head(model: ClipModel, top_k: int = 10, gate: float = 0.0) -> ClipModel:
+def with_concept_head(model: ClipModel, top_k: int = 10, gate: float = 0.0, sketch_dims: int = 0) -> ClipModel:
     """``model`` with its linear image projection wrapped in a :class:`ConceptHead` over ImageNet's classes."""
     classes = imagenet_classes()
-    config = ConceptHeadConfig(classes=len(classes), top_k=top_k, gate=gate)
+    config = ConceptHeadConfig(classes=len(classes), top_k=top_k, gate=gate, sketch_dims=sketch_dims)
     head = concept_head(install_concept_head(model.visual.backbone, config))
     weight, bias = lite0_classifier()
     set_concepts(head, weight, bias, class_embeddings(model, classes))
