@@ -155,11 +155,11 @@ class TowerSketch:
     """Give part of the joint space to the trunk's own geometry: a fixed block the text side never writes.
 
     A projection fitted to captions of a few domains keeps what those captions need, so image search in
-    the joint space loses what the trunk knew about everything else (issue 16 asks the served embedding
-    to keep 98 % of the raw features' k-NN). Here the last ``dims`` of the joint width are the pool's top
-    right singular vectors applied to the raw pooled features (uncentred: the rank-``dims`` map that keeps
-    their dot products best), scaled so that they carry ``share`` of the squared norm of the pool's
-    embeddings on average; the text projection's rows there are zero. An image's cosine with a text is
+    the joint space loses what the trunk knew about everything else. Here the last ``dims`` of the joint
+    width are the pool's top right singular vectors applied to the raw pooled features (uncentred: the
+    rank-``dims`` map that keeps their dot products best), scaled so that they carry ``share`` of the
+    squared norm of the pool's embeddings on average; the text projection's rows there are zero. An
+    image's cosine with a text is
     then its fitted block's cosine times a factor that is the same for every text, so zero-shot ranks
     labels as a fit ``dims`` narrower would, while image-to-image similarity mixes the fitted block with
     the trunk's own. The pool needs no captions.
@@ -230,8 +230,8 @@ def fit_projections(model: ClipModel, table: CaptionTable, image_feats: Tensor, 
             concept with 25 skin-tone variants is drawn as often as one with a single image).
         geometry: Optional :class:`GeometryPrior` added to every step's loss.
         sketch: Optional :class:`TowerSketch`: the fit trains ``sketch.dims`` fewer joint dimensions and
-            the sketch fills them; the temperature is divided by the fitted block's mean share of the
-            norm, so that zero-shot logits keep about the scale they were fitted at.
+            the sketch fills them; the logit scale is divided by the fitted block's typical length,
+            ``sqrt(1 - share)``, so that zero-shot logits keep about the scale they were fitted at.
     """
     _, head = image_trunk_and_head(model)
     projection = model.text.tower.projection
