@@ -36,6 +36,7 @@ from benchmarks.concept_gate import (
     load_sets,
     mean_rows,
     paired_spread,
+    parse_validation_args,
     pooled_features,
     scores,
     validation_families,
@@ -122,13 +123,9 @@ def choose(rows: dict[str, dict[str, float]], tolerance: float, margin: float) -
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = validation_parser(__doc__, "points the plain domains may lose")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3],
-                        help="each picks the held-out emoji families and the shapes validation stream")
+    parser = validation_parser(__doc__, "points the plain domains may lose", seeds=(1, 2, 3))
     parser.add_argument("--margin", type=float, default=1.0, help="points the rendered mean must gain")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    torch.set_num_threads(args.threads)
+    args = parse_validation_args(parser, argv)
     per_seed = []
     for seed in args.seeds:
         rows = sweep(args, seed)

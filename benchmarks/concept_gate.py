@@ -100,9 +100,12 @@ def split_families(emoji: ImageDataset, fraction: float, seed: int,
     return fit, relabelled
 
 
-def validation_parser(doc: str | None, tolerance_help: str) -> argparse.ArgumentParser:
+def validation_parser(doc: str | None, tolerance_help: str,
+                      seeds: Sequence[int] = (1,)) -> argparse.ArgumentParser:
     """The options every benchmark that chooses a fit option on this harness shares (each adds its own)."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(seeds),
+                        help="each picks the held-out emoji families and the shapes validation stream")
     parser.add_argument("--val-fraction", type=float, default=0.17, help="emoji train families held out")
     parser.add_argument("--shapes-n", type=int, default=600)
     parser.add_argument("--tolerance", type=float, default=0.5, help=tolerance_help)
@@ -110,6 +113,14 @@ def validation_parser(doc: str | None, tolerance_help: str) -> argparse.Argument
     parser.add_argument("--split-rule", choices=SPLIT_RULES.names(), default="families",
                         help="how emoji validation families are drawn (images: as the held-out split was)")
     return parser
+
+
+def parse_validation_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse, then set up what every sweep on this harness runs with: INFO logging and the torch threads."""
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(args.threads)
+    return args
 
 
 def load_sets(val_fraction: float, shapes_n: int, seed: int, rule: str = "families") -> ValidationSets:
@@ -210,13 +221,9 @@ def table(rows: list[dict[str, float]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = validation_parser(__doc__, "points the drawing domains may lose")
+    parser = validation_parser(__doc__, "points the drawing domains may lose", seeds=(1,))
     parser.add_argument("--gates", type=float, nargs="+", default=list(GATES))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1],
-                        help="each picks the held-out emoji families and the shapes validation stream")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    torch.set_num_threads(args.threads)
+    args = parse_validation_args(parser, argv)
     if 1.0 not in args.gates:
         args.gates.append(1.0)
     per_seed = []

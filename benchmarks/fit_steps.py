@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import logging
 
-import torch
-
-from benchmarks.concept_gate import load_sets, mean_rows, paired_spread, validation_parser
+from benchmarks.concept_gate import load_sets, mean_rows, paired_spread, parse_validation_args, validation_parser
 from benchmarks.geometry_prior import table, weight_row
 from training.clip.default import fit_default
 
@@ -42,13 +40,9 @@ def choose(rows: dict[float, dict[str, float]], spread: dict[float, tuple[float,
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = validation_parser(__doc__, "points shapes may lose")
+    parser = validation_parser(__doc__, "points shapes may lose", seeds=(1, 2, 3))
     parser.add_argument("--steps", type=int, nargs="+", default=list(STEPS))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3],
-                        help="each picks the held-out emoji families and the shapes validation stream")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    torch.set_num_threads(args.threads)
+    args = parse_validation_args(parser, argv)
     steps = sorted({SHIPPED, *args.steps})
     per_seed = []
     for seed in args.seeds:

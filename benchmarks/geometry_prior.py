@@ -41,6 +41,7 @@ from benchmarks.concept_gate import (
     load_sets,
     mean_rows,
     paired_spread,
+    parse_validation_args,
     pooled_features,
     scores,
     validation_parser,
@@ -106,14 +107,10 @@ def table(rows: Mapping[K, dict[str, float]], first: str = "weight") -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = validation_parser(__doc__, "points the drawing domains may lose")
+    parser = validation_parser(__doc__, "points the drawing domains may lose", seeds=(1,))
     parser.add_argument("--weights", type=float, nargs="+", default=list(WEIGHTS))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1],
-                        help="each picks the held-out emoji families and the shapes validation stream")
     parser.add_argument("--target", type=float, default=0.98, help="clip-art k-NN ratio to reach")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    torch.set_num_threads(args.threads)
+    args = parse_validation_args(parser, argv)
     weights = sorted({0.0, *args.weights})
     pool = geometry_pool()
     per_seed = []

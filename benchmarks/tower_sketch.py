@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import logging
 
-import torch
-
-from benchmarks.concept_gate import load_sets, mean_rows, paired_spread, validation_parser
+from benchmarks.concept_gate import load_sets, mean_rows, paired_spread, parse_validation_args, validation_parser
 from benchmarks.geometry_prior import table, weight_row
 from training.clip.default import fit_default, geometry_pool
 
@@ -53,14 +51,10 @@ def choose(rows: dict[str, dict[str, float]], target: float, tolerance: float) -
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = validation_parser(__doc__, "points the drawing domains may lose")
+    parser = validation_parser(__doc__, "points the drawing domains may lose", seeds=(1, 2, 3))
     parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), metavar="DIMS:SHARE")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3],
-                        help="each picks the held-out emoji families and the shapes validation stream")
     parser.add_argument("--target", type=float, default=0.98, help="clip-art k-NN ratio to reach")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    torch.set_num_threads(args.threads)
+    args = parse_validation_args(parser, argv)
     candidates = [NONE, *(c for c in args.candidates if c != NONE)]
     pool = geometry_pool()
     per_seed = []
