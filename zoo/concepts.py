@@ -9,7 +9,8 @@ first half for photographs (EfficientNet-Lite0: 75 % top-1), and its class names
 
 :class:`ConceptHead` keeps the fitted projection for what the classifier does not know (drawings,
 emoji, garments on black) and leans on the class names as far as the classifier is sure: with ``c``
-the top class probability and ``w = clamp((c - gate) / (1 - gate), 0, 1)``, the image vector is
+the gate's reading (the top class probability, or how far the top classes agree on one meaning:
+:class:`~zoo.config.ConceptHeadConfig`) and ``w = clamp((c - gate) / (1 - gate), 0, 1)``, the image vector is
 ``(1 - w) · unit(projection) + w · unit(ConSE)``. A confident photograph answers by its class names; an
 image no ImageNet class fits keeps the fitted projection. The gate exists because the classifier is
 also confidently wrong on some drawings; it is chosen on validation splits of the training data
@@ -24,12 +25,22 @@ stay in the backbone's ``state_dict`` (``classifier.projection.*``, ``classifier
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.config import ConceptHeadConfig
+from zoo.config import GATE_STATISTICS, ConceptHeadConfig
 from zoo.errors import ConfigError
+
+GateRead = Callable[[Tensor, Tensor], Tensor]
+#: ``(top-k probabilities [B, k], their weighted name sum [B, D]) → [B, 1]``, by ``ConceptHeadConfig.gate_on``.
+GATE_READS: dict[str, GateRead] = {
+    "top1": lambda top, mixed: top[:, :1],
+    "agreement": lambda top, mixed: mixed.norm(dim=-1, keepdim=True),
+}
+assert tuple(GATE_READS) == GATE_STATISTICS, "every gate statistic the config accepts has a reading here"
 
 
 class ConceptHead(nn.Module):
@@ -46,6 +57,7 @@ class ConceptHead(nn.Module):
         self.class_embeddings = nn.Parameter(torch.zeros(config.classes, projection.out_features))
         self.top_k = config.top_k
         self.gate = config.gate
+        self.gate_on = config.gate_on
         self.sketch_dims = config.sketch_dims
 
     @property
@@ -58,8 +70,9 @@ class ConceptHead(nn.Module):
         fitted = F.normalize(self.projection(features), dim=-1)
         probs = torch.softmax(self.classes(features), dim=-1)
         top, index = probs.topk(self.top_k, dim=-1)
-        names = F.normalize((top.unsqueeze(-1) * self.class_embeddings[index]).sum(dim=1), dim=-1)
-        weight = ((top[:, :1] - self.gate) / (1.0 - self.gate)).clamp(0.0, 1.0)
+        mixed = (top.unsqueeze(-1) * self.class_embeddings[index]).sum(dim=1)
+        names = F.normalize(mixed, dim=-1)
+        weight = ((GATE_READS[self.gate_on](top, mixed) - self.gate) / (1.0 - self.gate)).clamp(0.0, 1.0)
         if self.sketch_dims:
             names = names * fitted[:, : fitted.shape[1] - self.sketch_dims].norm(dim=-1, keepdim=True)
         return (1 - weight) * fitted + weight * names

@@ -112,13 +112,21 @@ class TextConfig:
     license: str = ""
 
 
+#: What a concept head's gate can read (see :class:`ConceptHeadConfig`); :mod:`zoo.concepts` computes them.
+GATE_STATISTICS = ("top1", "agreement")
+
+
 @dataclass(frozen=True)
 class ConceptHeadConfig:
     """The shape of a :class:`ConceptHead`: how many classes its classifier has, how many it mixes.
 
     ``gate`` is the classifier confidence below which the class names get no say (above it their
     weight rises linearly to 1): an ImageNet classifier is sure of itself on photographs and, now and
-    then, wrongly sure on drawings. ``sketch_dims`` are trailing embedding dimensions that no text
+    then, wrongly sure on drawings. ``gate_on`` names what the gate reads (:data:`GATE_STATISTICS`):
+    ``top1``, the top class probability; ``agreement``, the length of the probability-weighted sum of
+    the top classes' unit name embeddings, which stays high when the probability is spread over
+    classes of one meaning (tabby, tiger cat, Egyptian cat) and falls when it is spread over unrelated
+    ones, as on drawings. ``sketch_dims`` are trailing embedding dimensions that no text
     writes into (a :class:`~training.clip.locked_fit.TowerSketch`): the names are mixed in at the
     fitted block's length, so they weigh against it as they would without the sketch.
     """
@@ -126,6 +134,7 @@ class ConceptHeadConfig:
     classes: int
     top_k: int = 10
     gate: float = 0.0
+    gate_on: str = "top1"
     sketch_dims: int = 0
 
     def __post_init__(self) -> None:
@@ -133,6 +142,8 @@ class ConceptHeadConfig:
             raise ConfigError(f"a concept head needs classes >= 1 and 1 <= top_k <= classes, got {self}")
         if not 0.0 <= self.gate < 1.0:
             raise ConfigError(f"a concept head's gate is a confidence in [0, 1), got {self.gate}")
+        if self.gate_on not in GATE_STATISTICS:
+            raise ConfigError(f"a concept head's gate_on is one of {list(GATE_STATISTICS)}, got {self.gate_on!r}")
         if self.sketch_dims < 0:
             raise ConfigError(f"a concept head's sketch_dims cannot be negative, got {self.sketch_dims}")
 
@@ -268,8 +279,9 @@ class EncoderConfig:
         for name in ("concepts", *MOVED_FROM_EXTRA):
             if not out[name]:
                 del out[name]
-        if out.get("concepts") and not out["concepts"]["sketch_dims"]:
-            del out["concepts"]["sketch_dims"]  # heads without a sketch keep the keys they had before it existed
+        for key, default in (("sketch_dims", 0), ("gate_on", "top1")):  # written when set: older heads keep their keys
+            if out.get("concepts") and out["concepts"][key] == default:
+                del out["concepts"][key]
         if self.external_weights:
             out["external_weights"] = [ref.to_dict() for ref in self.external_weights]
         out["config_version"] = CONFIG_VERSION

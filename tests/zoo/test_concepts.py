@@ -70,6 +70,32 @@ def test_below_the_gate_the_projection_answers_alone_and_above_it_the_names_weig
         ConceptHeadConfig(classes=3, gate=1.0)
 
 
+def test_the_agreement_gate_reads_how_far_the_top_classes_share_one_meaning() -> None:
+    """Spread over near-synonyms the names get their say; spread as widely over unrelated classes, none."""
+    head, x = _head(), torch.randn(1, 5)
+    head.gate, head.gate_on = 0.5, "agreement"
+    fitted = F.normalize(head.projection(x), dim=-1)
+    with torch.no_grad():
+        head.classes.weight.zero_()
+        head.classes.bias.copy_(torch.tensor([3.0, 3.0, 3.0, 0, 0, 0]))  # top-1 probability about 0.32
+        meaning = F.normalize(torch.randn(4), dim=0)
+        head.class_embeddings.copy_(torch.eye(6, 4))  # unrelated classes: agreement about 0.55
+        p = torch.softmax(head.classes.bias, dim=0)
+        assert p.max() < 0.35  # a top-1 gate of 0.5 would give the names no say
+        agreement = (p[:3, None] * head.class_embeddings[:3]).sum(0).norm()
+        weight = (agreement - 0.5) / 0.5
+        names = F.normalize((p[:3, None] * head.class_embeddings[:3]).sum(0), dim=0)
+        assert torch.allclose(head(x), (1 - weight) * fitted + weight * names, atol=1e-5)
+        head.class_embeddings[:3].copy_(meaning.expand(3, -1))  # three names of one thing: agreement = their mass
+        weight = (p[:3].sum() - 0.5) / 0.5
+        assert torch.allclose(head(x), (1 - weight) * fitted + weight * meaning, atol=1e-5)
+        head.class_embeddings.copy_(torch.cat([torch.eye(4), torch.eye(4)[:2]]))
+        head.classes.bias.copy_(torch.tensor([1.0, 1.0, 1.0, 1.0, 0, 0]))  # four unrelated: agreement under 0.5
+        assert torch.allclose(head(x), fitted, atol=1e-6)
+    with pytest.raises(ConfigError, match="gate_on"):
+        ConceptHeadConfig(classes=3, gate_on="entropy")
+
+
 def test_with_a_sketch_texts_rank_as_without_it() -> None:
     """Texts never write into the sketch's dimensions; the names must weigh against the fitted block alone."""
     torch.manual_seed(1)
@@ -99,7 +125,9 @@ def test_config_round_trips_and_configs_without_a_head_keep_their_keys() -> None
     withhead = plain.replace(concepts=ConceptHeadConfig(classes=10, top_k=4, gate=0.6))
     again = EncoderConfig.from_dict(json.loads(json.dumps(withhead.to_dict())))
     assert again == withhead and again.concepts == ConceptHeadConfig(10, 4, 0.6)
-    assert "sketch_dims" not in withhead.to_dict()["concepts"]  # heads written before the sketch keep their bytes
+    assert list(withhead.to_dict()["concepts"]) == ["classes", "top_k", "gate"]  # older heads keep their bytes
+    agreeing = plain.replace(concepts=ConceptHeadConfig(classes=10, top_k=4, gate=0.3, gate_on="agreement"))
+    assert EncoderConfig.from_dict(json.loads(json.dumps(agreeing.to_dict()))).concepts == agreeing.concepts
     sketched = plain.replace(concepts=ConceptHeadConfig(classes=10, top_k=4, gate=0.6, sketch_dims=3))
     assert EncoderConfig.from_dict(json.loads(json.dumps(sketched.to_dict()))).concepts == sketched.concepts
     with pytest.raises(ConfigError, match="top_k"):

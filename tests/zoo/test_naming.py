@@ -67,7 +67,7 @@ def test_presets_text_architectures_and_datasets_keep_their_names() -> None:
 
     assert PRESETS.names() == ["resnet18_small", "resnet_narrow", "vit_nano", "vit_small", "vit_tiny"]
     assert TEXT_ARCHS.names() == ["bert", "transformer"]
-    assert list_datasets() == ["clipart", "digits", "emoji", "fashion-mnist", "shapes"]
+    assert list_datasets() == ["clipart", "digits", "emoji", "fashion-mnist", "photos", "shapes"]
     assert source_forms() == ["captions:FILE", "folder:PATH"]
 
 

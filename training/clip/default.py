@@ -58,7 +58,7 @@ from training.clip.quality import zero_shot_metrics
 from training.methods.clip import Clip
 from zoo.clip import ClipModel
 from zoo.concepts import concept_head, install_concept_head, set_concepts
-from zoo.config import ConceptHeadConfig
+from zoo.config import GATE_STATISTICS, ConceptHeadConfig
 from zoo.data import ImageDataset, load_dataset
 
 log = logging.getLogger(__name__)
@@ -102,15 +102,22 @@ def fit_features(model: ClipModel, trains: Sequence[ImageDataset], appearances: 
     return torch.cat(per_set, dim=1)
 
 
+#: How a model card names each concept-head gate statistic.
+GATE_WORDS = {"top1": "its top probability",
+              "agreement": "how far its top classes agree (the length of their probability-weighted name sum)"}
+
+
 def fit_default(trains: list[ImageDataset], *, lite_size: int = 224, fit_steps: int = 300,
-                seed: int = 0, concept_gate: float | None = None, geometry_weight: float = 0.0,
+                seed: int = 0, concept_gate: float | None = None, concept_gate_on: str = "top1",
+                geometry_weight: float = 0.0,
                 geometry_extra: Sequence[ImageDataset] = (), appearances: Sequence[str] = ("plain",),
                 features: torch.Tensor | None = None, sketch_dims: int = 0,
                 sketch_share: float = 0.7) -> tuple[ClipModel, dict[str, Any]]:
     """Fit the locked-towers CLIP on the union of ``trains``; returns the pair and timing notes.
 
     Shapes captions are positives when their texts match; emoji captions when their concept matches.
-    A ``concept_gate`` wraps the image head in a :class:`~zoo.concepts.ConceptHead` with that gate.
+    A ``concept_gate`` wraps the image head in a :class:`~zoo.concepts.ConceptHead` with that gate on
+    the ``concept_gate_on`` statistic.
     A ``geometry_weight`` above 0 adds a :class:`~training.clip.locked_fit.GeometryPrior` over the
     training images and the uncaptioned ``geometry_extra`` sets, so search keeps Lite0's neighbourhoods.
     ``appearances`` beyond ``plain`` are extra views of the colour-free sets
@@ -145,14 +152,15 @@ def fit_default(trains: list[ImageDataset], *, lite_size: int = 224, fit_steps: 
     log.info("default CLIP: %s", notes)
     clip = method.encoder().eval()
     if concept_gate is not None:
-        clip = with_concept_head(clip, gate=concept_gate, sketch_dims=sketch_dims)
+        clip = with_concept_head(clip, gate=concept_gate, gate_on=concept_gate_on, sketch_dims=sketch_dims)
     return clip, notes
 
 
-def with_concept_head(model: ClipModel, top_k: int = 10, gate: float = 0.0, sketch_dims: int = 0) -> ClipModel:
+def with_concept_head(model: ClipModel, top_k: int = 10, gate: float = 0.0, gate_on: str = "top1",
+                      sketch_dims: int = 0) -> ClipModel:
     """``model`` with its linear image projection wrapped in a :class:`ConceptHead` over ImageNet's classes."""
     classes = imagenet_classes()
-    config = ConceptHeadConfig(classes=len(classes), top_k=top_k, gate=gate, sketch_dims=sketch_dims)
+    config = ConceptHeadConfig(classes=len(classes), top_k=top_k, gate=gate, gate_on=gate_on, sketch_dims=sketch_dims)
     head = concept_head(install_concept_head(model.visual.backbone, config))
     weight, bias = lite0_classifier()
     set_concepts(head, weight, bias, class_embeddings(model, classes))
@@ -168,14 +176,16 @@ def geometry_pool() -> list[ImageDataset]:
 
 def build_default(name: str = "default", *, n_shapes: int = 3000, lite_size: int = 224, fit_steps: int = 300,
                   seed: int = 0, evaluate: bool = True, concept_gate: float | None = None,
-                  geometry_weight: float = 0.0, appearances: Sequence[str] = ("plain",), sketch_dims: int = 0,
+                  concept_gate_on: str = "top1", geometry_weight: float = 0.0,
+                  appearances: Sequence[str] = ("plain",), sketch_dims: int = 0,
                   sketch_share: float = 0.7) -> zoo.Entry:
     """Fit on ``shapes`` + ``emoji`` train, measure held-out zero-shot, save as ``name`` in the registry."""
     start = time.perf_counter()
     trains = training_sets(n_shapes, seed)
     extra = geometry_pool() if geometry_weight > 0 or sketch_dims > 0 else []
     clip, notes = fit_default(trains, lite_size=lite_size, fit_steps=fit_steps, seed=seed,
-                              concept_gate=concept_gate, geometry_weight=geometry_weight, geometry_extra=extra,
+                              concept_gate=concept_gate, concept_gate_on=concept_gate_on,
+                              geometry_weight=geometry_weight, geometry_extra=extra,
                               appearances=appearances, sketch_dims=sketch_dims, sketch_share=sketch_share)
     metrics = zero_shot_metrics(clip, test_sets(n_shapes, seed)) if evaluate else {}
     notes["build_s"] = round(time.perf_counter() - start, 1)
@@ -190,7 +200,7 @@ def build_default(name: str = "default", *, n_shapes: int = 3000, lite_size: int
         "towers": "both locked; projections and temperature fitted on precomputed features", "timing": notes,
         **({"image_head": "zoo.concepts.ConceptHead: the fitted projection mixed with the ConSE embedding of "
                           "Lite0's ImageNet classifier (top-10 class names from timm.data.ImageNetInfo, in the "
-                          "service's prompts), weighted by its top probability above the gate "
+                          f"service's prompts), weighted by {GATE_WORDS[concept_gate_on]} above the gate "
                           f"{concept_gate} (chosen on validation splits: benchmarks/concept_gate.py)"}
            if concept_gate is not None else {}),
         **({"geometry_prior": f"weight {geometry_weight}: KL of Lite0's raw k-NN neighbour distributions (T 0.07) "
@@ -221,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="mix in the ConSE embedding of Lite0's ImageNet classifier (zoo.concepts)")
     parser.add_argument("--concept-gate", type=float, default=0.0,
                         help="with --concept-head: the classifier confidence below which class names get no say")
+    parser.add_argument("--concept-gate-on", choices=GATE_STATISTICS, default="top1",
+                        help="with --concept-head: what the gate reads (zoo.config.ConceptHeadConfig)")
     parser.add_argument("--geometry-weight", type=float, default=0.0,
                         help="weight of the prior that keeps Lite0's image neighbourhoods (0: none)")
     parser.add_argument("--appearances", nargs="+", default=["plain"], metavar="NAME",
@@ -236,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     entry = build_default(args.name, evaluate=not args.no_eval,
                           concept_gate=args.concept_gate if args.concept_head else None,
+                          concept_gate_on=args.concept_gate_on,
                           geometry_weight=args.geometry_weight, appearances=args.appearances,
                           sketch_dims=args.sketch_dims, sketch_share=args.sketch_share)
     log.info("saved %s (%s)", entry.ref, entry.embedding_space)

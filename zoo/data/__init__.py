@@ -14,7 +14,7 @@ builds or reads ``$SSLZOO_HOME/data/<name>/``.
 from __future__ import annotations
 
 # Importing the builder modules registers them.
-from zoo.data import captions, clipart, digits, emoji, fashion_mnist, folder, shapes  # noqa: F401
+from zoo.data import captions, clipart, digits, emoji, fashion_mnist, folder, photos, shapes  # noqa: F401
 from zoo.data.dataset import ImageDataset
 from zoo.data.loading import load_dataset
 from zoo.data.registry import (
