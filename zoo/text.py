@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from zoo.config import TextConfig
 from zoo.errors import ConfigError
 from zoo.naming import NameRegistry
-from zoo.tokenizer import EOT_ID, encode_texts
+from zoo.tokenizer import tokenize_texts
 
 TextArch = Callable[..., nn.Module]
 #: Text-tower constructors by architecture name; each takes ``embed_dim``, ``pooling`` and its
@@ -127,25 +127,6 @@ class TextTransformer(nn.Module):
 @TEXT_ARCHS.register("transformer")
 def _transformer(*, embed_dim: int, pooling: str, **arch_args: Any) -> nn.Module:
     return TextTransformer(embed_dim=embed_dim, pooling=pooling, **arch_args)
-
-
-def end_token_id(tokenizer: Tokenizer) -> int | None:
-    """The id the tokenizer's post-processor closes every text with (``[EOT]``, BERT's ``[SEP]``...)."""
-    tokenizer.no_padding()
-    ids = tokenizer.encode("").ids
-    return ids[-1] if ids else None
-
-
-def tokenize_texts(tokenizer: Tokenizer, texts: Sequence[str], context_length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Texts → ``(ids, mask)`` int64 ``[B, context_length]`` for any ``tokenizer.json``.
-
-    Our own tokenizers (``[EOT]`` = 2) go through :func:`zoo.tokenizer.encode_texts` unchanged. Loaded
-    tokenizers (MiniLM's WordPiece closes with ``[SEP]``, CLIP's BPE with ``<end_of_text>``) keep their
-    own closing token: a text longer than the context is truncated and still ends with it, as
-    open_clip's and Hugging Face's tokenizers do.
-    """
-    end = end_token_id(tokenizer)
-    return encode_texts(tokenizer, texts, context_length, end_id=EOT_ID if end is None else end)
 
 
 def trim_padding(ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:

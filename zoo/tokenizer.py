@@ -66,3 +66,22 @@ def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], context_length: int
 def load_tokenizer(path: str) -> Tokenizer:
     """Read a ``tokenizer.json``."""
     return Tokenizer.from_file(path)
+
+
+def end_token_id(tokenizer: Tokenizer) -> int | None:
+    """The id the tokenizer's post-processor closes every text with (``[EOT]``, BERT's ``[SEP]``...)."""
+    tokenizer.no_padding()
+    ids = tokenizer.encode("").ids
+    return ids[-1] if ids else None
+
+
+def tokenize_texts(tokenizer: Tokenizer, texts: Sequence[str], context_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Texts → ``(ids, mask)`` int64 ``[B, context_length]`` for any ``tokenizer.json``.
+
+    Our own tokenizers (``[EOT]`` = 2) go through :func:`zoo.tokenizer.encode_texts` unchanged. Loaded
+    tokenizers (MiniLM's WordPiece closes with ``[SEP]``, CLIP's BPE with ``<end_of_text>``) keep their
+    own closing token: a text longer than the context is truncated and still ends with it, as
+    open_clip's and Hugging Face's tokenizers do.
+    """
+    end = end_token_id(tokenizer)
+    return encode_texts(tokenizer, texts, context_length, end_id=EOT_ID if end is None else end)

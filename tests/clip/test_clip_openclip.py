@@ -15,7 +15,7 @@ from zoo.errors import UnsafeWeightsError
 
 open_clip = pytest.importorskip("open_clip")
 from zoo.hub.openclip import clip_bpe_tokenizer, convert_open_clip, from_open_clip  # noqa: E402
-from zoo.text import tokenize_texts  # noqa: E402
+from zoo.tokenizer import tokenize_texts  # noqa: E402
 
 TEXTS = ["a photo of a cat.", "Hello, World!! 123 isn't it?", "naïve café — ünïcödé 😀", "",
          "word " * 100, "A  RED\tcircle\non the LEFT", "it's we'll they're"]

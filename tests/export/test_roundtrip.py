@@ -9,11 +9,15 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from export_helpers import drawn_images
+from export_helpers import SIZES, drawn_images
+from tokenizers import processors
 
 import zoo
 from export.parity import FP32_TOLERANCE
+from export.pipeline import export_entry
 from zoo.backend import ClipBackend
+from zoo.registry import Registry
+from zoo.tokenizer import EOT_ID, train_wordpiece
 
 
 @pytest.fixture(params=["vit", "resnet"])
@@ -119,3 +123,23 @@ def test_cli_prints_the_parity_table(vit_export):
     for column in ("max|Δ|", "min cos", "top-1 agree"):
         assert column in out
     assert "image_int8" in out  # int8 is on by default: its verdict is printed either way
+
+
+def test_a_tokenizer_that_closes_with_its_own_token_embeds_the_same_strings_in_onnx(tmp_path) -> None:
+    """MiniLM closes with ``[SEP]``, open_clip's BPE with ``<end_of_text>``: the torch-free runtime must
+    tokenise strings as the torch tower does, not stamp sslzoo's ``[EOT]`` id on the last token."""
+    tokenizer = train_wordpiece(["a red circle", "a blue square at the top", "a green star"] * 4, vocab_size=80)
+    tokenizer.add_special_tokens(["[CLS]", "[SEP]"])
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
+    assert sep_id != EOT_ID
+    registry = Registry(tmp_path, readonly_roots=())
+    torch.manual_seed(3)
+    clip = zoo.build_clip("vit_nano", tokenizer, embed_dim=24, img_size=32,
+                          text_args={"width": 32, "layers": 1, "heads": 2}, context_length=12)
+    zoo.save(clip, "bert-style", registry=registry)
+    exported = export_entry("bert-style@1", sizes=SIZES, int8=False, registry=registry)
+    texts = ["a red circle", "a blue square at the top " * 4, ""]
+    onnx_clip = zoo.load(exported.entry.ref, backend="onnx", registry=registry)
+    np.testing.assert_allclose(onnx_clip.embed_texts(texts), clip.embed_texts(texts), atol=1e-4)

@@ -23,7 +23,7 @@ from torch import Tensor
 from zoo.data import ImageDataset
 from zoo.data.emoji_catalog import describe
 from zoo.errors import DataError
-from zoo.text import tokenize_texts
+from zoo.tokenizer import tokenize_texts
 
 log = logging.getLogger(__name__)
 POSITIVES = ("none", "caption", "label")

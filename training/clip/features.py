@@ -25,7 +25,8 @@ from training.methods.clip import image_trunk_and_head
 from zoo.clip import ClipModel
 from zoo.config import PreprocessConfig
 from zoo.registry import sslzoo_home
-from zoo.text import tokenize_texts, trim_padding
+from zoo.text import trim_padding
+from zoo.tokenizer import tokenize_texts
 
 log = logging.getLogger(__name__)
 VIEW0 = "view0=served-preprocessing"  # how view 0 is drawn (locked_fit.view_batches); a change must change it
