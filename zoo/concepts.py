@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.config import GATE_STATISTICS, ConceptHeadConfig
+from zoo.config import ConceptHeadConfig
 from zoo.errors import ConfigError
 
 GateRead = Callable[[Tensor, Tensor], Tensor]
@@ -40,11 +40,10 @@ GATE_READS: dict[str, GateRead] = {
     "top1": lambda top, mixed: top[:, :1],
     "agreement": lambda top, mixed: mixed.norm(dim=-1, keepdim=True),
 }
-assert tuple(GATE_READS) == GATE_STATISTICS, "every gate statistic the config accepts has a reading here"
 
 
 class ConceptHead(nn.Module):
-    """``(1 - w) · unit(W x) + w · unit(Σ_topk p_k e_k)``, ``p = softmax(classifier(x))``, ``w`` gated ``max p``.
+    """``(1 - w) · unit(W x) + w · unit(Σ_topk p_k e_k)``, ``p = softmax(classifier(x))``, ``w`` the gated statistic.
 
     With ``sketch_dims`` (dimensions no text writes into), the names' term is scaled to the length of
     ``unit(W x)`` outside them, so the mix ranks texts as the head without a sketch would.

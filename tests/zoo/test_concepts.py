@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import zoo
-from zoo.concepts import ConceptHead, concept_head, install_concept_head, set_concepts
-from zoo.config import ConceptHeadConfig, EncoderConfig
+from zoo.concepts import GATE_READS, ConceptHead, concept_head, install_concept_head, set_concepts
+from zoo.config import GATE_STATISTICS, ConceptHeadConfig, EncoderConfig
 from zoo.encoders import build_encoder
 from zoo.errors import ConfigError
 
@@ -94,6 +94,7 @@ def test_the_agreement_gate_reads_how_far_the_top_classes_share_one_meaning() ->
         assert torch.allclose(head(x), fitted, atol=1e-6)
     with pytest.raises(ConfigError, match="gate_on"):
         ConceptHeadConfig(classes=3, gate_on="entropy")
+    assert tuple(GATE_READS) == GATE_STATISTICS  # every statistic a config accepts has a reading
 
 
 def test_with_a_sketch_texts_rank_as_without_it() -> None:
