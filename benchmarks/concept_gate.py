@@ -5,9 +5,10 @@
     python -m benchmarks.concept_gate --split-rule images --seeds 1 2 3 4 5 6   # the mean over six splits
 
 The concept head (:mod:`zoo.concepts`) lets Lite0's ImageNet classifier speak for an image as far as
-it is sure; below the gate it has no say. Photographs are where it helps, and no photographs may be
-used to choose anything, so the gate is chosen to cost the drawing domains nothing measurable on
-validation data, and as low as that allows:
+it is sure; below the gate it has no say. Photographs are where it helps; no photograph a benchmark
+reports may be used to choose anything, so the gate is chosen to cost the drawing domains nothing
+measurable on validation data, and, within that, to serve the validation photographs best (without
+them: as low as that allows):
 
 * ``emoji`` train families split again (a seeded ``--val-fraction`` of the *train* families is held
   out of the fit; the emoji ``heldout`` split that the benchmarks report is never loaded).
