@@ -18,7 +18,7 @@ from zoo.config import PreprocessConfig
 from zoo.data import load_dataset
 from zoo.errors import DataError
 from zoo.preprocess import preprocess_uint8
-from zoo.tokenizer import EOT_ID, SOS_ID, tokenize_texts
+from zoo.tokenizer import EOT_ID, SOS_ID, encode_texts
 
 SEED = 0
 GOLDEN_IMAGE_SIZE = 64
@@ -91,7 +91,7 @@ def text_inputs(tokenizer: Tokenizer, captions: list[str], context_length: int, 
     position, padding amount and vocabulary region is exercised, not only the words of the captions.
     """
     rng = np.random.default_rng(SEED + 1)
-    golden = tokenize_texts(tokenizer, [*captions, *EDGE_TEXTS], context_length)
+    golden = encode_texts(tokenizer, [*captions, *EDGE_TEXTS], context_length)
     vocab = tokenizer.get_vocab_size()
     ids = np.zeros((n_random, context_length), dtype=np.int64)
     mask = np.zeros_like(ids)

@@ -23,7 +23,7 @@ from export.errors import NotExportedError, RuntimeOptionError
 from zoo.backend import ClipBackend, ImageBackend, clamped_scale
 from zoo.config import EncoderConfig, PreprocessConfig
 from zoo.preprocess import preprocess_batch, preprocess_uint8
-from zoo.tokenizer import load_tokenizer, tokenize_texts
+from zoo.tokenizer import encode_texts, load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class OnnxClipModel:
 
     def embed_texts(self, texts: Sequence[str], batch_size: int = TEXT_BATCH) -> np.ndarray:
         """Strings → float32 ``[N, D]`` unit vectors."""
-        chunks = [self.embed_tokens(*tokenize_texts(self.tokenizer, texts[i : i + batch_size], self.context_length))
+        chunks = [self.embed_tokens(*encode_texts(self.tokenizer, texts[i : i + batch_size], self.context_length))
                   for i in range(0, len(texts), batch_size)]
         return np.concatenate(chunks) if chunks else np.zeros((0, self.embed_dim), np.float32)
 

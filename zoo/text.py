@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from zoo.config import TextConfig
 from zoo.errors import ConfigError
 from zoo.naming import NameRegistry
-from zoo.tokenizer import tokenize_texts
+from zoo.tokenizer import encode_texts
 
 TextArch = Callable[..., nn.Module]
 #: Text-tower constructors by architecture name; each takes ``embed_dim``, ``pooling`` and its
@@ -150,7 +150,7 @@ class TextEncoder(nn.Module):
 
     def tokenize(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
         """Texts → ``(ids, mask)`` tensors, truncated to the context length."""
-        ids, mask = tokenize_texts(self.tokenizer, texts, self.config.context_length)
+        ids, mask = encode_texts(self.tokenizer, texts, self.config.context_length)
         return torch.from_numpy(ids), torch.from_numpy(mask)
 
     def forward(self, ids: Tensor, mask: Tensor) -> Tensor:

@@ -41,15 +41,19 @@ def with_template(tokenizer: Tokenizer) -> Tokenizer:
 
 
 def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], context_length: int,
-                 end_id: int = EOT_ID) -> tuple[np.ndarray, np.ndarray]:
-    """Texts → ``(ids, attention_mask)`` int64 ``[B, context_length]``.
+                 end_id: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Texts → ``(ids, attention_mask)`` int64 ``[B, context_length]`` for any ``tokenizer.json``.
 
-    Texts longer than the context are truncated (keeping ``[EOT]``), never rejected; an empty text
-    still yields ``[SOS] [EOT]``. ``end_id`` is the closing token a truncated text keeps (a loaded
-    tokenizer's own, such as MiniLM's ``[SEP]``).
+    Texts longer than the context are truncated, never rejected, and still end with the closing token
+    ``end_id``; an empty text still yields ``[SOS] [EOT]``. By default ``end_id`` is the tokenizer's own
+    (:func:`end_token_id`: our ``[EOT]``, MiniLM's ``[SEP]``, CLIP's ``<end_of_text>``), as open_clip's
+    and Hugging Face's tokenizers keep theirs; ``[EOT]`` for a tokenizer that closes with nothing.
     """
     if isinstance(texts, str):
         raise ConfigError("encode_texts takes a list of strings, not one string")
+    if end_id is None:
+        own = end_token_id(tokenizer)
+        end_id = EOT_ID if own is None else own
     tokenizer.enable_truncation(max_length=context_length)
     tokenizer.no_padding()
     ids = np.zeros((len(texts), context_length), dtype=np.int64)
@@ -73,15 +77,3 @@ def end_token_id(tokenizer: Tokenizer) -> int | None:
     tokenizer.no_padding()
     ids = tokenizer.encode("").ids
     return ids[-1] if ids else None
-
-
-def tokenize_texts(tokenizer: Tokenizer, texts: Sequence[str], context_length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Texts → ``(ids, mask)`` int64 ``[B, context_length]`` for any ``tokenizer.json``.
-
-    Our own tokenizers (``[EOT]`` = 2) go through :func:`zoo.tokenizer.encode_texts` unchanged. Loaded
-    tokenizers (MiniLM's WordPiece closes with ``[SEP]``, CLIP's BPE with ``<end_of_text>``) keep their
-    own closing token: a text longer than the context is truncated and still ends with it, as
-    open_clip's and Hugging Face's tokenizers do.
-    """
-    end = end_token_id(tokenizer)
-    return encode_texts(tokenizer, texts, context_length, end_id=EOT_ID if end is None else end)

@@ -15,7 +15,7 @@ from zoo.errors import UnsafeWeightsError
 
 open_clip = pytest.importorskip("open_clip")
 from zoo.hub.openclip import clip_bpe_tokenizer, convert_open_clip, from_open_clip  # noqa: E402
-from zoo.tokenizer import tokenize_texts  # noqa: E402
+from zoo.tokenizer import encode_texts  # noqa: E402
 
 TEXTS = ["a photo of a cat.", "Hello, World!! 123 isn't it?", "naïve café — ünïcödé 😀", "",
          "word " * 100, "A  RED\tcircle\non the LEFT", "it's we'll they're"]
@@ -31,7 +31,7 @@ def pair() -> tuple[torch.nn.Module, zoo.ClipModel]:
 
 def test_tokenizer_matches_open_clip() -> None:
     expected = open_clip.get_tokenizer("ViT-B-32")(TEXTS).numpy()
-    ids, mask = tokenize_texts(clip_bpe_tokenizer(), TEXTS, 77)
+    ids, mask = encode_texts(clip_bpe_tokenizer(), TEXTS, 77)
     np.testing.assert_array_equal(ids, expected)
     assert ids[4, -1] == 49407 and mask[4].all()  # truncated to the context, still ending in <end_of_text>
 

@@ -23,7 +23,7 @@ from torch import Tensor
 from zoo.data import ImageDataset
 from zoo.data.emoji_catalog import describe
 from zoo.errors import DataError
-from zoo.tokenizer import tokenize_texts
+from zoo.tokenizer import encode_texts
 
 log = logging.getLogger(__name__)
 POSITIVES = ("none", "caption", "label")
@@ -95,7 +95,7 @@ def build_caption_table(dataset: ImageDataset, tokenizer: Tokenizer, context_len
         raise DataError(f"{dataset.name}/{dataset.split}: no image has a usable caption")
     counts = torch.tensor([len(c) for c in lists], dtype=torch.int64)
     offsets = torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)])
-    ids, mask = tokenize_texts(tokenizer, texts, context_length)
+    ids, mask = encode_texts(tokenizer, texts, context_length)
     full = int((mask[:, -1] == 1).sum())
     owner = np.repeat(np.arange(len(lists)), counts.numpy())
     if positives == "caption":

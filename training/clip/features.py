@@ -26,7 +26,7 @@ from zoo.clip import ClipModel
 from zoo.config import PreprocessConfig
 from zoo.registry import sslzoo_home
 from zoo.text import trim_padding
-from zoo.tokenizer import tokenize_texts
+from zoo.tokenizer import encode_texts
 
 log = logging.getLogger(__name__)
 VIEW0 = "view0=served-preprocessing"  # how view 0 is drawn (locked_fit.view_batches); a change must change it
@@ -90,6 +90,6 @@ def text_trunk_features(model: ClipModel, texts: list[str], batch_size: int = 25
 def _encode(model: ClipModel, texts: list[str], context: int, batch_size: int) -> Tensor:
     tower: Any = model.text.tower  # pooled: the text towers' convention, not nn.Module's
     tower.eval()
-    ids, mask = (torch.from_numpy(a) for a in tokenize_texts(model.text.tokenizer, texts, context))
+    ids, mask = (torch.from_numpy(a) for a in encode_texts(model.text.tokenizer, texts, context))
     return torch.cat([tower.pooled(*trim_padding(ids[s : s + batch_size], mask[s : s + batch_size])).float()
                       for s in range(0, len(texts), batch_size)])
