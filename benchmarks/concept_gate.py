@@ -54,7 +54,7 @@ from training.clip.locked_fit import image_trunk_and_head
 from training.clip.quality import EMOJI_TEMPLATES, shapes_tasks
 from zoo import zeroshot as zs
 from zoo.clip import ClipModel
-from zoo.concepts import GATE_READS, concept_head
+from zoo.concepts import concept_head
 from zoo.config import GATE_STATISTICS
 from zoo.data import ImageDataset, dataset_available, load_dataset
 from zoo.data.emoji_catalog import describe, families_within
@@ -224,9 +224,7 @@ def gate_rows(model: ClipModel, sets: ValidationSets, candidates: Sequence[str])
                 else:
                     head.gate, head.gate_on = gate, statistic
                     vectors = head(feats)
-                    probs = torch.softmax(head.classes(feats), dim=-1).topk(head.top_k, dim=-1)
-                    mixed = (probs.values.unsqueeze(-1) * head.class_embeddings[probs.indices]).sum(dim=1)
-                    opened = 100 * float((GATE_READS[statistic](probs.values, mixed) > gate).float().mean())
+                    opened = 100 * float((head.concepts(feats)[0] > gate).float().mean())
             row.update(scores(gated, F.normalize(vectors, dim=-1).numpy(), data[name]))
             row[f"{name} gate open %"] = opened
         rows[candidate] = row

@@ -64,14 +64,18 @@ class ConceptHead(nn.Module):
         """Width of the vectors it returns (the projection's)."""
         return int(self.projection.out_features)
 
+    def concepts(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        """Pooled features → (the gate's reading ``[B, 1]``, the probability-weighted name sum ``[B, D]``)."""
+        top, index = torch.softmax(self.classes(features), dim=-1).topk(self.top_k, dim=-1)
+        mixed = (top.unsqueeze(-1) * self.class_embeddings[index]).sum(dim=1)
+        return GATE_READS[self.gate_on](top, mixed), mixed
+
     def forward(self, features: Tensor) -> Tensor:
         """Pooled features ``[B, F]`` → ``[B, D]`` (unnormalised: the encoder normalises)."""
         fitted = F.normalize(self.projection(features), dim=-1)
-        probs = torch.softmax(self.classes(features), dim=-1)
-        top, index = probs.topk(self.top_k, dim=-1)
-        mixed = (top.unsqueeze(-1) * self.class_embeddings[index]).sum(dim=1)
+        reading, mixed = self.concepts(features)
         names = F.normalize(mixed, dim=-1)
-        weight = ((GATE_READS[self.gate_on](top, mixed) - self.gate) / (1.0 - self.gate)).clamp(0.0, 1.0)
+        weight = ((reading - self.gate) / (1.0 - self.gate)).clamp(0.0, 1.0)
         if self.sketch_dims:
             names = names * fitted[:, : fitted.shape[1] - self.sketch_dims].norm(dim=-1, keepdim=True)
         return (1 - weight) * fitted + weight * names
