@@ -193,7 +193,15 @@ class Trained:
     """What training one model left for the ship step: the sha256 it was trained from and its time."""
 
     sha: str
-    seconds: float | None  # None under --ship-only: this run did not train it
+    seconds: float | None  # None under --ship-only for a builder: no run records its time
+
+
+def run_training_seconds(out: Path) -> float:
+    """The run's training time across all its sessions, as ``sslzoo train`` recorded it in ``result.json``.
+
+    Timing the command instead would record seconds for a run that resumed finished or nearly finished.
+    """
+    return float(json.loads((out / "result.json").read_text())["training"]["seconds"])
 
 
 def train_one(model: ZooModel, args: argparse.Namespace, env: dict[str, str]) -> Trained:
@@ -210,7 +218,8 @@ def train_one(model: ZooModel, args: argparse.Namespace, env: dict[str, str]) ->
     if args.ship_only:
         if model.source not in registry.names():
             raise SystemExit(f"--ship-only: {args.home} holds no trained {model.source}; run without it")
-        return Trained(sha, None)
+        out = args.runs / "train" / model.name
+        return Trained(sha, run_training_seconds(out) if (out / "result.json").is_file() else None)
     start = time.perf_counter()
     if model.source in registry.names():
         registry.delete(model.source)  # a fresh scratch entry: versions from older runs must not be shipped
@@ -224,11 +233,11 @@ def train_one(model: ZooModel, args: argparse.Namespace, env: dict[str, str]) ->
             run_logged([sslzoo, "plot", "animate", str(out), "--out", str(model.animate[0])], logfile, env)
             for copy in model.animate[1:]:
                 shutil.copyfile(model.animate[0], copy)
-    else:
-        command = shlex.split((model.command or "").format(source=model.source))
-        if command and command[0] == "python":
-            command[0] = sys.executable
-        run_logged(command, logfile, env)
+        return Trained(sha, run_training_seconds(out))
+    command = shlex.split((model.command or "").format(source=model.source))
+    if command and command[0] == "python":
+        command[0] = sys.executable
+    run_logged(command, logfile, env)
     return Trained(sha, time.perf_counter() - start)
 
 

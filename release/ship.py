@@ -8,7 +8,8 @@ stays under 40 MB) and every byte must still be verified. Shipping therefore:
 * references tensors that a dependency package already ships byte for byte (the locked MiniLM text
   tower) instead of copying them (``config.external_weights``, see :mod:`zoo.package_weights`); a
   package that ships a pickle (EfficientNet-Lite0) never matches, so such a tower is copied;
-* keeps ONNX graphs only when they fit the budget; a CLIP keeps its image graph only together with its
+* stores an fp16 entry's ONNX graphs with the same fp16 weights (:mod:`release.graph_storage`), and
+  keeps them only when they fit the budget; a CLIP keeps its image graph only together with its
   text graph, because the service's ONNX backend needs both and would otherwise fail over to torch;
 * records the parity figures, the probe, the ORT/torch throughput and the sizes in
   ``config.shipped``, with the source's probe embeddings in ``golden.npz``, so
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from release import DEFAULT_BUDGET_MB
+from release.graph_storage import fp16_initializer_graph
 from release.shipcheck import (
     GOLDEN,
     MIN_COSINE,
@@ -122,6 +124,13 @@ def _weight_files(model: Any, dtype: str) -> tuple[dict[str, bytes], list[Extern
         refs += found
         cast += n
     return files, refs, cast
+
+
+def _graph_bytes(path: Path, storage: str) -> bytes:
+    """An exported graph as shipped: with fp16 initializers where the weights are stored fp16 (int8 graphs as is)."""
+    if storage == "float32" or ".int8." in path.name:
+        return path.read_bytes()
+    return fp16_initializer_graph(path, min_numel=MIN_FP16_NUMEL, fp16_max=FP16_MAX)
 
 
 def _carried(source: Entry) -> dict[str, bytes]:
@@ -315,10 +324,9 @@ def _build(tmp: Path, source: Entry, config: EncoderConfig, model: Any, probe: d
            golden: dict[str, np.ndarray], images: np.ndarray, *, dtype: str, budget: int, int8_onnx: bool,
            root: Path, name: str, provenance: dict[str, Any],
            label_efficiency: Mapping[str, Any] | None = None) -> ShipResult:
-    """Write the shipped folder's files into ``tmp``, measuring parity (fp32 storage if fp16 misses it)."""
+    """Write the shipped folder's files into ``tmp``, measuring parity (fp32 storage if fp16 misses it anywhere)."""
     carried = {**_carried(source), GOLDEN: golden_bytes(golden)}
-    onnx = {n: (source.path / n).stat().st_size for n in ONNX_ORDER if (source.path / n).is_file()
-            and (int8_onnx or ".int8." not in n)}
+    exported = [n for n in ONNX_ORDER if (source.path / n).is_file() and (int8_onnx or ".int8." not in n)]
     for storage in dict.fromkeys([dtype, "float32"]):
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -328,17 +336,17 @@ def _build(tmp: Path, source: Entry, config: EncoderConfig, model: Any, probe: d
         if room < 0:
             raise ConfigError(f"{name}: the weights alone ({base / MB:.1f} MB) do not fit the remaining "
                               f"budget ({(budget - _root_bytes(root, exclude=name)) / MB:.1f} MB)")
-        kept, dropped = choose_onnx(onnx, config.is_clip, room)
+        graphs = {n: _graph_bytes(source.path / n, storage) for n in exported}
+        kept, dropped = choose_onnx({n: len(data) for n, data in graphs.items()}, config.is_clip, room)
         compact = WeightStorage(storage, MIN_FP16_NUMEL, cast) if storage != "float32" else None
         provisional = config.replace(storage=compact, external_weights=tuple(refs),
                                      shipped={"probe": probe, "onnx_files": kept})
-        _write(tmp, {**weights, **carried, CONFIG: config_bytes(provisional)})
-        for file in kept:
-            shutil.copyfile(source.path / file, tmp / file)
+        _write(tmp, {**weights, **carried, **{n: graphs[n] for n in kept}, CONFIG: config_bytes(provisional)})
         parity = measure(tmp, provisional, golden, kept)
-        if all(f["min_cosine"] >= MIN_COSINE for f in parity["torch"].values()) or storage == "float32":
+        if storage == "float32" or all(f["min_cosine"] >= MIN_COSINE for side in ("torch", "onnx")
+                                       for f in parity.get(side, {}).values()):
             break
-    onnx_path = source.path / "model.onnx" if (source.path / "model.onnx").is_file() else None
+    onnx_path = tmp / "model.onnx" if "model.onnx" in kept else None
     record = {**(provisional.shipped or {}), "name": name, "storage_dtype": storage,
               "source": {"ref": source.ref, "embedding_space": source.embedding_space},
               "parity": parity, "tolerance": {"min_cosine": MIN_COSINE}, "onnx_dropped": dropped,

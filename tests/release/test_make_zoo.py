@@ -50,6 +50,9 @@ def test_make_zoo_trains_exports_ships_and_resumes(tmp_path, monkeypatch, capsys
         assert shipped["onnx_files"] == ["model.onnx"] and shipped["provenance"]["sha256"]
         assert shipped["provenance"]["train_threads"] == 1
     assert (runs / "tiny-simclr.log").read_text().count("$ ") == 2  # train, export
+    trained = json.loads((runs / "train" / "tiny-simclr" / "result.json").read_text())["training"]["seconds"]
+    simclr = next(e for e in builtin_entries(root) if e.name == "tiny-simclr")
+    assert simclr.read_config().shipped["provenance"]["train_seconds"] == round(trained, 1), "the run's own time"
     built = next(e for e in builtin_entries(root) if e.name == "tiny-built")
     measured = built.read_config().shipped["label_efficiency"]
     assert {(r["encoder"], r["labels"]) for r in measured["rows"]} >= {("tiny-built", 20), ("", 40)}

@@ -187,6 +187,24 @@ def test_an_exported_graph_is_shipped_and_checked_against_torch(tmp_path):
         ship_entry(exported.ref, "tiny-onnx", root=tmp_path / "root", budget_mb=0.5)
 
 
+def test_an_fp16_entry_ships_its_graph_with_fp16_initializers_and_gates_it(tmp_path):
+    export = pytest.importorskip("export.pipeline")
+    import onnx
+    from onnx import TensorProto
+
+    exported = export.export_entry(_tiny_encoder().ref, int8=False).entry
+    fp16 = ship_entry(exported.ref, "tiny-fp16", root=tmp_path / "root").entry
+    fp32 = ship_entry(exported.ref, "tiny-fp32", root=tmp_path / "root", dtype="float32").entry
+    graph = onnx.load(str(fp16.path / "model.onnx")).graph
+    halves = [t for t in graph.initializer if t.data_type == TensorProto.FLOAT16]
+    assert halves and {n.op_type for n in graph.node[:len(halves)]} == {"Cast"}
+    assert (fp16.path / "model.onnx").stat().st_size < 0.75 * (exported.path / "model.onnx").stat().st_size
+    assert (fp32.path / "model.onnx").read_bytes() == (exported.path / "model.onnx").read_bytes()
+    parity = fp16.read_config().shipped["parity"]
+    assert parity["onnx"]["image"]["max_abs_diff"] < 2 * parity["torch"]["image"]["max_abs_diff"] + 1e-6
+    assert not check_entry(fp16)[1]
+
+
 def test_golden_files_hold_plain_arrays(tmp_path):
     (tmp_path / GOLDEN).write_bytes(golden_bytes({"image": np.ones((2, 3))}))
     assert read_golden(tmp_path)["image"].dtype == np.float32
