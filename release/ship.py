@@ -8,7 +8,7 @@ stays under 40 MB) and every byte must still be verified. Shipping therefore:
 * references tensors that a dependency package already ships byte for byte (the locked MiniLM text
   tower) instead of copying them (``config.external_weights``, see :mod:`zoo.package_weights`); a
   package that ships a pickle (EfficientNet-Lite0) never matches, so such a tower is copied;
-* stores an fp16 entry's ONNX graphs with the same fp16 weights (:mod:`release.graph_storage`), and
+* stores an fp16 entry's ONNX graphs with fp16 initializers (:mod:`release.graph_storage`), and
   keeps them only when they fit the budget; a CLIP keeps its image graph only together with its
   text graph, because the service's ONNX backend needs both and would otherwise fail over to torch;
 * records the parity figures, the probe, the ORT/torch throughput and the sizes in
