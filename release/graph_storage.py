@@ -3,9 +3,9 @@
 An entry shipped with fp16 storage keeps its torch weights as fp16; its exported graph, stored as is,
 would cost twice those weights and may not fit the built-in budget. Each large fp32 initializer becomes
 an fp16 initializer and a ``Cast`` to fp32 that ONNX Runtime's constant folding evaluates once when the
-session is created, so the graph still computes in fp32 on fp32 weights. The graph's initializers are the export's (batch
-norms folded into convolutions), not the torch tensors, so they round differently: :mod:`release.ship`
-measures the graph against the source's embeddings and gates it like the fp16 weights.
+session is created, so the graph still computes in fp32 on fp32 weights. The graph's initializers are the
+export's (batch norms folded into convolutions), not the torch tensors, so they round differently:
+:mod:`release.ship` measures the graph against the source's embeddings and gates it like the fp16 weights.
 """
 
 from __future__ import annotations
