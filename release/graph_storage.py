@@ -10,6 +10,7 @@ export's (batch norms folded into convolutions), not the torch tensors, so they 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +18,11 @@ import numpy as np
 FP16_SUFFIX = ".fp16"
 
 
-def fp16_initializer_graph(path: Path, *, min_numel: int, fp16_max: float) -> bytes:
-    """The graph at ``path`` with every finite fp32 initializer of ``min_numel`` or more elements stored as fp16.
+def fp16_initializer_graph(path: Path, stored_as_fp16: Callable[[np.ndarray], bool]) -> bytes:
+    """The graph at ``path`` with every fp32 initializer that ``stored_as_fp16`` accepts stored as fp16.
 
-    Initializers that are also graph inputs (overridable at run time) and those beyond ``fp16_max`` stay
-    fp32, as :mod:`release.ship` leaves such tensors fp32 in the weights.
+    ``stored_as_fp16`` is :mod:`release.ship`'s rule for the weights. Initializers that are also graph
+    inputs (overridable at run time) stay fp32.
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -35,7 +36,7 @@ def fp16_initializer_graph(path: Path, *, min_numel: int, fp16_max: float) -> by
             kept.append(tensor)
             continue
         values = numpy_helper.to_array(tensor)
-        if values.size < min_numel or not np.isfinite(values).all() or float(np.abs(values).max()) > fp16_max:
+        if not stored_as_fp16(values):
             kept.append(tensor)
             continue
         stored = tensor.name + FP16_SUFFIX

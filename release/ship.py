@@ -93,6 +93,15 @@ class ShipResult:
         return "\n".join(lines)
 
 
+def fits_fp16(values: np.ndarray) -> bool:
+    """Whether a float32 tensor is stored as fp16: large enough to matter, finite, within fp16's range.
+
+    The one rule for the weights and the ONNX graphs' initializers alike.
+    """
+    return (values.dtype == np.float32 and values.size >= MIN_FP16_NUMEL and bool(np.isfinite(values).all())
+            and float(np.abs(values).max()) <= FP16_MAX)
+
+
 def _compact(tensors: dict[str, Any], dtype: str) -> tuple[dict[str, Any], int]:
     """Large finite fp32 tensors to fp16 (when ``dtype`` says so); returns them and how many were cast."""
     import torch
@@ -101,8 +110,7 @@ def _compact(tensors: dict[str, Any], dtype: str) -> tuple[dict[str, Any], int]:
         return tensors, 0
     out, cast = {}, 0
     for key, value in tensors.items():
-        fits = value.dtype == torch.float32 and value.numel() >= MIN_FP16_NUMEL
-        if fits and bool(torch.isfinite(value).all()) and float(value.abs().max()) <= FP16_MAX:
+        if value.dtype == torch.float32 and fits_fp16(value.detach().cpu().numpy()):
             out[key], cast = value.half().contiguous(), cast + 1
         else:
             out[key] = value
@@ -130,7 +138,7 @@ def _graph_bytes(path: Path, storage: str) -> bytes:
     """An exported graph as shipped: with fp16 initializers where the weights are stored fp16 (int8 graphs as is)."""
     if storage == "float32" or ".int8." in path.name:
         return path.read_bytes()
-    return fp16_initializer_graph(path, min_numel=MIN_FP16_NUMEL, fp16_max=FP16_MAX)
+    return fp16_initializer_graph(path, fits_fp16)
 
 
 def _carried(source: Entry) -> dict[str, bytes]:
